@@ -1,0 +1,165 @@
+"""The active-learning rounds, run by a Callback inside one ``Trainer.fit``.
+
+Each round: ``epochs_per_round`` epochs on the labeled set, test accuracy, then the query: the
+data module draws the candidate subset S, every process scores its ``rank::world`` shard, the
+(index, measure) pairs are gathered, and every process makes the same selection. The labeled set
+grows by b (or what is left of the budget), the train loader is reloaded and fresh optimisers
+and schedules are made; the weights carry over. The run ends when the budget is labeled.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+from lplgrad.data import ActiveDataModule
+from lplgrad.evaluation import evaluate
+from lplgrad.query import gather_padded, measure_all, score_and_select, shard
+from lplgrad.records import write_candidates, write_labeled, write_rounds
+
+
+class ActiveLearningLoop(Callback):
+    """Runs the query rounds; owns ``trainer.fit_loop.max_epochs``.
+
+    Args:
+        epochs_per_round: training epochs on the labeled set in each round.
+        save_candidates: write every round's candidates and scores to ``candidates/round_NNN.csv``.
+    """
+
+    def __init__(self, epochs_per_round: int = 200, save_candidates: bool = True) -> None:
+        if epochs_per_round < 1:
+            raise ValueError(f"loop.epochs_per_round must be positive, got {epochs_per_round}")
+        self.epochs_per_round = epochs_per_round
+        self.save_candidates = save_candidates
+        self.round = 0
+        self.round_start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self._round_t0 = 0.0
+        self._reload_setting: int | None = None
+
+    # ---- state in checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "round_start_epoch": self.round_start_epoch, "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.round = int(state["round"])
+        self.round_start_epoch = int(state["round_start_epoch"])
+        self.history = list(state["history"])
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not isinstance(trainer.datamodule, ActiveDataModule):
+            raise TypeError("the active-learning loop needs an lplgrad.data.ActiveDataModule as data")
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        dm: ActiveDataModule = trainer.datamodule
+        left = 1 + math.ceil(max(0, dm.target_size - len(dm.labeled)) / dm.query_size)
+        trainer.fit_loop.max_epochs = self.round_start_epoch + left * self.epochs_per_round
+        rank_zero_info(
+            f"Active learning: {self.round + left} rounds of {self.epochs_per_round} epochs, "
+            f"{len(dm.labeled)} labeled of a pool of {dm.pool_size}, b={dm.query_size}, "
+            f"S={dm.subset_size}, budget {dm.target_size}, strategy {pl_module.strategy!r}"
+        )
+        self._round_t0 = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._reload_setting is not None:  # the reloaded loader is in place: restore the setting
+            trainer.reload_dataloaders_every_n_epochs = self._reload_setting
+            self._reload_setting = None
+        pl_module.epoch_in_round = trainer.current_epoch - self.round_start_epoch
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch - self.round_start_epoch == self.epochs_per_round - 1:
+            self._end_round(trainer, pl_module)
+
+    # ---- one round's end ------------------------------------------------------------------
+    def _end_round(self, trainer: Trainer, learner: LightningModule) -> None:
+        dm: ActiveDataModule = trainer.datamodule
+        train_seconds = time.monotonic() - self._round_t0
+        rank, world = trainer.global_rank, trainer.world_size
+        metrics = evaluate(learner.net, dm.test_dataloader(rank, world), dm.num_classes, learner.device)
+        n_labeled = len(dm.labeled)
+        row: dict[str, Any] = {
+            "round": self.round,
+            "labeled": n_labeled,
+            "test_acc": float(metrics["acc"]),
+            "train_seconds": round(train_seconds, 3),
+            "query_seconds": 0.0,
+            "queried": [],
+        }
+        k = dm.next_query_size()
+        if k > 0:
+            t0 = time.monotonic()
+            selected, cand_idx, scores = self.query(trainer, learner, k)
+            row["query_seconds"] = round(time.monotonic() - t0, 3)
+            row["queried"] = selected.tolist()
+            dm.add_labeled(selected, self.round)
+            if trainer.is_global_zero and self.save_candidates and self._run_dir(trainer):
+                write_candidates(self._run_dir(trainer) / "candidates" / f"round_{self.round:03d}.csv",
+                                 cand_idx, scores, selected)
+        self.history.append(row)
+        self._record(trainer, row, metrics)
+        if k > 0:
+            self.round += 1
+            self.round_start_epoch = trainer.current_epoch + 1
+            trainer.strategy.setup_optimizers(trainer)  # fresh optimisers and schedules
+            self._reload_setting = trainer.reload_dataloaders_every_n_epochs
+            trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the train loader next epoch
+        else:
+            trainer.should_stop = True
+        self._round_t0 = time.monotonic()
+
+    def query(self, trainer: Trainer, learner: LightningModule, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score this round's candidates in shards; (selected (k,), candidates (N,), scores (N,))."""
+        dm: ActiveDataModule = trainer.datamodule
+        strategy = learner.strategy
+        rank, world = trainer.global_rank, trainer.world_size
+        was_training = learner.training
+        learner.eval()
+        try:
+            cand = dm.candidates(self.round)
+            cand_idx, cand_meas = self._measure(trainer, learner, cand, rank, world)
+            lab_meas = None
+            if strategy.uses_labeled:
+                _, lab_meas = self._measure(trainer, learner, dm.labeled, rank, world)
+            selected, scores = score_and_select(
+                strategy, cand_idx, cand_meas, lab_meas, k, dm.generator(self.round, 2)
+            )
+        finally:
+            learner.train(was_training)
+        return selected, cand_idx, scores
+
+    def _measure(self, trainer: Trainer, learner: LightningModule, indices: torch.Tensor, rank: int, world: int):
+        dm: ActiveDataModule = trainer.datamodule
+        mine = shard(indices, rank, world)
+        probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
+        meas = measure_all(learner, learner.strategy, dm.pool_dataloader(probe), learner.device)[: len(mine)]
+        return gather_padded(mine, meas, world, trainer.strategy.all_gather)
+
+    # ---- records --------------------------------------------------------------------------
+    @staticmethod
+    def _run_dir(trainer: Trainer) -> Path | None:
+        return Path(trainer.log_dir) if trainer.log_dir else None
+
+    def _record(self, trainer: Trainer, row: dict[str, Any], metrics: dict[str, torch.Tensor]) -> None:
+        n = row["labeled"]
+        for logger in trainer.loggers:
+            logger.log_metrics({"al/test_acc": row["test_acc"], "al/train_seconds": row["train_seconds"],
+                                "al/query_seconds": row["query_seconds"]}, step=n)
+            logger.log_metrics({"al/test_acc_by_round": row["test_acc"], "al/labeled": n}, step=row["round"])
+        if not trainer.is_global_zero:
+            return
+        line = (f"Round {row['round']:>3} | labeled {n:>6} | test acc {100 * row['test_acc']:6.2f}% | "
+                f"train {row['train_seconds']:8.1f}s | query {row['query_seconds']:7.1f}s")
+        bar = trainer.progress_bar_callback
+        (bar.print if bar is not None and hasattr(bar, "print") else print)(line)
+        run = self._run_dir(trainer)
+        if run is not None:
+            dm: ActiveDataModule = trainer.datamodule
+            write_rounds(run / "rounds.jsonl", self.history)
+            write_labeled(run / "labeled.csv", dm.labeled, dm.labeled_round, dm.labels(dm.labeled))

@@ -1,0 +1,104 @@
+"""What a dataset is to lplgrad: a train split (the pool), a test split and their transforms."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+
+class DatasetNotFoundError(RuntimeError):
+    """A dataset is missing and could not be downloaded; the message says how to get it."""
+
+
+class Images(Dataset):
+    """Images with integer labels; ``targets`` holds every label as a tensor (N,).
+
+    ``image(i)`` returns the i-th image as a PIL image in ``mode`` ("RGB" or "L").
+    """
+
+    def __init__(self, image: Callable[[int], Image.Image], targets: Tensor, mode: str) -> None:
+        self._image = image
+        self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        img = self._image(int(i))
+        if img.mode != self.mode:
+            img = img.convert(self.mode)
+        return img, int(self.targets[i])
+
+
+class Transformed(Dataset):
+    """A view of a dataset with a transform applied to its images."""
+
+    def __init__(self, base: Dataset, transform: Callable[[Any], Tensor]) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        img, y = self.base[i]
+        return self.transform(img), y
+
+
+class ImageDataset(ABC):
+    """A labeled image-classification dataset, chosen in the config by ``class_path``.
+
+    Subclasses set ``num_classes``, ``in_channels``, ``mean``, ``std`` and implement :meth:`load`.
+    The train augmentation is SPEC section 1's: random crop with padding, random horizontal
+    flip (``flip``), normalisation; evaluation only resizes (where set) and normalises.
+    """
+
+    num_classes: int
+    in_channels: int = 3
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    image_size: int = 32
+    padding: int = 4
+    flip: bool = True
+    resize: bool = False
+
+    @abstractmethod
+    def load(self, train: bool) -> Images:
+        """The train (pool) or test split, untransformed."""
+
+    def class_names(self) -> list[str]:
+        return [str(i) for i in range(self.num_classes)]
+
+    def _resize(self) -> list:
+        return [T.Resize((self.image_size, self.image_size))] if self.resize else []
+
+    def train_transform(self) -> Callable:
+        aug = [T.RandomCrop(self.image_size, padding=self.padding)] if self.padding else []
+        if self.flip:
+            aug.append(T.RandomHorizontalFlip())
+        return T.Compose(self._resize() + aug + [T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def eval_transform(self) -> Callable:
+        return T.Compose(self._resize() + [T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def stratified_split(targets: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Per-class seeded split of indices into (train, test), each sorted."""
+    g = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in torch.unique(targets):
+        idx = torch.nonzero(targets == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values

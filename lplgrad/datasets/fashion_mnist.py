@@ -1,0 +1,87 @@
+"""Fashion-MNIST (Xiao et al. 2017): 60,000 + 10,000 real 28x28 grayscale images, 10 classes.
+
+Read from the four original IDX files, found (gzipped or not) in ``root``, ``root/FashionMNIST/raw``
+or Debian's ``dataset-fashion-mnist`` package (/usr/share/datasets/fashion-mnist); downloaded by
+torchvision when none is found and ``download`` is set.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (the MNIST format, optionally gzipped) as a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, got {arr.size}")
+    return arr.reshape(shape)
+
+
+class FashionMNIST(ImageDataset):
+    num_classes = 10
+    in_channels = 1
+    mean = (0.2860,)
+    std = (0.3530,)
+    image_size = 28
+
+    def __init__(self, root: str = "data/fashion_mnist", download: bool = True, flip: bool = True) -> None:
+        self.root = root
+        self.download = download
+        self.flip = flip
+
+    def class_names(self) -> list[str]:
+        return list(CLASSES)
+
+    def _find(self, stem: str) -> Path | None:
+        for d in (Path(self.root), Path(self.root) / "FashionMNIST" / "raw", Path(DEBIAN_DIR)):
+            for name in (stem, stem + ".gz"):
+                if (d / name).is_file():
+                    return d / name
+        return None
+
+    def load(self, train: bool) -> Images:
+        prefix = "train" if train else "t10k"
+        stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+        paths = [self._find(s) for s in stems]
+        if None in paths and self.download:
+            try:
+                from torchvision.datasets import FashionMNIST as TV
+
+                TV(self.root, train=train, download=True)
+            except Exception as e:  # offline: say how to get it
+                raise DatasetNotFoundError(self._missing(f"download failed: {e}")) from e
+            paths = [self._find(s) for s in stems]
+        if None in paths:
+            raise DatasetNotFoundError(self._missing("not found"))
+        images = torch.from_numpy(read_idx(paths[0]).copy())  # (N, 28, 28) uint8
+        labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))  # (N,)
+        if len(images) != len(labels):
+            raise ValueError(f"{paths[0]} and {paths[1]} hold {len(images)} images but {len(labels)} labels")
+        return Images(lambda i: Image.fromarray(images[i].numpy()), labels, "L")
+
+    def _missing(self, why: str) -> str:
+        return (
+            f"Fashion-MNIST {why} under {self.root} or {DEBIAN_DIR}: install it with "
+            "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or run once with internet "
+            f"and data.dataset.init_args.download=true, or put the four *-ubyte(.gz) files in {self.root}"
+        )

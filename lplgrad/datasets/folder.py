@@ -1,0 +1,80 @@
+"""An image folder with train/ and test/ subfolders of one folder per class (e.g. CDD)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+
+
+def _classes(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class ImageFolder(ImageDataset):
+    """``root/<train_dir>/<class>/*.png`` is the pool, ``root/<test_dir>/<class>/*`` the test set.
+
+    Images are resized to ``image_size`` (the Comprehensive Disaster Dataset is 32x32, 6 classes).
+    ``num_classes`` is the number of class folders in the train split.
+    """
+
+    resize = True
+
+    def __init__(
+        self,
+        root: str,
+        train_dir: str = "train",
+        test_dir: str = "test",
+        image_size: int = 32,
+        grayscale: bool = False,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        flip: bool = True,
+    ) -> None:
+        self.root, self.train_dir, self.test_dir = root, train_dir, test_dir
+        self.image_size, self.padding, self.flip = image_size, max(1, image_size // 8), flip
+        self.in_channels = 1 if grayscale else 3
+        self.mean = tuple(mean) if mean else (0.5,) * self.in_channels
+        self.std = tuple(std) if std else (0.5,) * self.in_channels
+        train = Path(root) / train_dir
+        if not train.is_dir() or not _classes(train):
+            raise DatasetNotFoundError(
+                f"no class folders in {train}: put the images as {train}/<class>/<image> and "
+                f"{Path(root) / test_dir}/<class>/<image>"
+            )
+        self._classes = _classes(train)
+        self.num_classes = len(self._classes)
+
+    def class_names(self) -> list[str]:
+        return list(self._classes)
+
+    def load(self, train: bool) -> Images:
+        split = Path(self.root) / (self.train_dir if train else self.test_dir)
+        if not split.is_dir():
+            raise DatasetNotFoundError(f"{split} does not exist: put the images as {split}/<class>/<image>")
+        unknown = sorted(set(_classes(split)) - set(self._classes))
+        if unknown:
+            raise ValueError(f"{split} has classes that {self.train_dir}/ lacks: {unknown}")
+        files, labels = [], []
+        for c, name in enumerate(self._classes):
+            d = split / name
+            if not d.is_dir():
+                continue
+            for p in sorted(d.rglob("*")):
+                if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS:
+                    files.append(p)
+                    labels.append(c)
+        if not files:
+            raise DatasetNotFoundError(f"{split} holds no images ({', '.join(IMG_EXTENSIONS)})")
+        mode = "L" if self.in_channels == 1 else "RGB"
+
+        def image(i: int) -> Image.Image:
+            with Image.open(files[i]) as img:
+                return img.convert(mode)
+
+        ds = Images(image, torch.tensor(labels), mode)
+        ds.files = files
+        return ds

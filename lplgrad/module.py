@@ -1,0 +1,128 @@
+"""The LightningModule: main model M trained jointly with the loss-prediction model A (SPEC section 1)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from lplgrad.losses import loss_prediction_loss
+from lplgrad.nets import LossPredictionHead, ResNet18
+from lplgrad.strategies import LPLgrad, QueryStrategy
+
+
+def sgd(params: Iterable) -> torch.optim.Optimizer:
+    """The paper's optimiser: SGD, lr 0.1, momentum 0.9, weight decay 5e-4."""
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+def multistep(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The paper's CIFAR schedule: lr x0.1 at epoch 160 of each round."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[160], gamma=0.1)
+
+
+def _as_list(x) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+class ActiveLearner(LightningModule):
+    """M (``backbone``) and, with ``use_aux``, A (:class:`LossPredictionHead`), trained jointly.
+
+    Loss: mean cross-entropy + ``aux_weight`` * the pairwise margin ranking loss of A's predicted
+    losses against the detached true losses; after ``epoch_loss`` epochs of a round the features
+    fed to A are detached. M and A each get an optimiser and a schedule from ``optimizer`` and
+    ``scheduler``, created anew every round (the rounds callback calls ``setup_optimizers``); as
+    in the authors' code only M's schedule is stepped unless ``schedule_aux``.
+
+    Args:
+        backbone: builds M from (num_classes, in_channels); returns (logits, stage features).
+        strategy: how candidates are scored (higher = label first).
+        num_classes, in_channels: linked from the data module.
+        use_aux: train A jointly (LPLgrad, LearningLoss); false trains M alone (the ablation).
+        margin, aux_weight: the ranking loss's margin and its weight lambda.
+        epoch_loss: epoch of the round after which A's input features are detached.
+        aux_hidden: width of A's per-stage blocks.
+    """
+
+    def __init__(
+        self,
+        backbone: Callable[[int, int], nn.Module] = ResNet18,
+        strategy: QueryStrategy | None = None,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        use_aux: bool = True,
+        margin: float = 1.0,
+        aux_weight: float = 1.0,
+        epoch_loss: int = 120,
+        aux_hidden: int = 128,
+        schedule_aux: bool = False,
+        optimizer: OptimizerCallable = sgd,
+        scheduler: LRSchedulerCallable = multistep,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "strategy", "optimizer", "scheduler"])
+        self.strategy = strategy if strategy is not None else LPLgrad()
+        if self.strategy.requires_aux and not use_aux:
+            raise ValueError(f"{type(self.strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
+        self.net = backbone(num_classes, in_channels)
+        self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
+        self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
+        self.schedule_aux = schedule_aux
+        self._optimizer, self._scheduler = optimizer, scheduler
+        self.automatic_optimization = False
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.epoch_in_round = 0  # set by the rounds callback
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)[0]
+
+    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """(total, mean cross-entropy, ranking loss or None, logits) of a batch."""
+        logits, feats = self.net(x)
+        target_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
+        ce = target_loss.mean()
+        if self.loss_head is None:
+            return ce, ce, None, logits
+        if self.epoch_in_round > self.epoch_loss:
+            feats = [f.detach() for f in feats]
+        aux = loss_prediction_loss(self.loss_head(feats), target_loss, self.margin)
+        return ce + self.aux_weight * aux, ce, aux, logits
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss, ce, aux, logits = self.losses(x, y)
+        opts = _as_list(self.optimizers())
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        for opt in opts:
+            opt.step()
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        if aux is not None:
+            self.log("train/ranking_loss", aux.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        # stepping at the start of every epoch but a round's first equals stepping after each epoch,
+        # and leaves the schedule right when a round's fresh optimisers were just made
+        if self.epoch_in_round > 0:
+            for i, s in enumerate(_as_list(self.lr_schedulers())):
+                if s is not None and (i == 0 or self.schedule_aux):
+                    s.step()
+        self.log("train/lr", _as_list(self.optimizers())[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        groups = [self.net.parameters()] + ([self.loss_head.parameters()] if self.loss_head is not None else [])
+        optimizers = [self._optimizer(g) for g in groups]
+        schedulers = [self._scheduler(o) for o in optimizers]
+        return optimizers, [{"scheduler": s, "interval": "epoch"} for s in schedulers]
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:  # manual optimisation steps them itself
+        scheduler.step()

@@ -1,0 +1,24 @@
+"""Auxiliary model A: the loss-prediction module of Yoo & Kweon (CVPR 2019), SPEC section 1."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class LossPredictionHead(nn.Module):
+    """One block per stage (GAP -> Linear(C_i, hidden) -> ReLU), concatenated, Linear to one value."""
+
+    def __init__(self, feature_channels: Sequence[int], hidden: int = 128) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Linear(c, hidden) for c in feature_channels)
+        self.out = nn.Linear(hidden * len(feature_channels), 1)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        parts = [
+            F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)))  # (B, hidden)
+            for fc, f in zip(self.blocks, features)
+        ]
+        return self.out(torch.cat(parts, dim=1)).squeeze(1)  # (B,)

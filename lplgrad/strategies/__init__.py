@@ -1,0 +1,21 @@
+"""Query strategies: one interface (:class:`QueryStrategy`), higher score = label first."""
+from lplgrad.strategies.base import QueryStrategy, select_top
+from lplgrad.strategies.coreset import Coreset, k_center_greedy
+from lplgrad.strategies.gradnorm import EntGradNorm, LPLgrad
+from lplgrad.strategies.learning_loss import LearningLoss
+from lplgrad.strategies.random import Random
+from lplgrad.strategies.uncertainty import Entropy, LeastConfidence, Margin
+
+__all__ = [
+    "Coreset",
+    "EntGradNorm",
+    "Entropy",
+    "LPLgrad",
+    "LearningLoss",
+    "LeastConfidence",
+    "Margin",
+    "QueryStrategy",
+    "Random",
+    "k_center_greedy",
+    "select_top",
+]
