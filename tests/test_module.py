@@ -1,0 +1,89 @@
+"""The LightningModule: joint loss, detaching after epoch_loss, odd batches, fresh optimisers per round."""
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback
+
+from lplgrad.cli import cli_main
+from lplgrad.module import ActiveLearner
+from lplgrad.nets import SmallCNN
+from lplgrad.strategies import Entropy, LearningLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def learner(**kw):
+    return ActiveLearner(backbone=lambda c, i: SmallCNN(c, i, 4), num_classes=5, in_channels=3, **kw)
+
+
+def test_odd_batches_and_batch_of_one_train():
+    m = learner()
+    for n in (1, 3, 8):
+        x, y = torch.randn(n, 3, 16, 16), torch.randint(0, 5, (n,))
+        total, ce, aux, logits = m.losses(x, y)
+        total.backward()
+        assert logits.shape == (n, 5) and torch.isfinite(total) and aux is not None
+
+
+def test_features_detached_after_epoch_loss():
+    m = learner(epoch_loss=3)
+    x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 5, (6,))
+    net_params = list(m.net.parameters())
+    for epoch, flows in ((3, True), (4, False)):
+        m.epoch_in_round = epoch
+        _, _, aux, _ = m.losses(x, y)
+        grads = torch.autograd.grad(aux, net_params, allow_unused=True)
+        reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert reached == flows
+        head = torch.autograd.grad(m.losses(x, y)[2], list(m.loss_head.parameters()))
+        assert any(g.abs().sum() > 0 for g in head)  # A always learns
+
+
+def test_without_aux_and_strategy_needing_it():
+    m = learner(use_aux=False, strategy=Entropy())
+    assert m.loss_head is None and len(m.configure_optimizers()[0]) == 1
+    try:
+        learner(use_aux=False, strategy=LearningLoss())
+    except ValueError as e:
+        assert "use_aux" in str(e)
+    else:
+        raise AssertionError("LearningLoss without A must be refused")
+
+
+class Spy(Callback):
+    def __init__(self):
+        self.rows = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx:
+            return
+        opts = trainer.optimizers
+        self.rows.append((trainer.current_epoch, id(opts[0]), opts[0].param_groups[0]["lr"],
+                          opts[1].param_groups[0]["lr"], pl_module.net.linear.weight.detach().clone()))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.last_weight = pl_module.net.linear.weight.detach().clone()
+        self.rows[-1] = self.rows[-1] + (self.last_weight,)
+
+
+def test_fresh_optimisers_each_round_weights_carry_over(tmp_path):
+    cli = cli_main([
+        "--config", str(ROOT / "configs/digits.yaml"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--model.backbone.init_args.width", "4", "--model.scheduler.init_args.milestones", "[1]",
+        "--model.optimizer.init_args.lr", "0.05",
+        "--data.initial_size", "20", "--data.query_size", "10", "--data.subset_size", "40",
+        "--data.budget", "30", "--loop.epochs_per_round", "3",
+    ], run=False)
+    spy = Spy()
+    cli.trainer.callbacks.append(spy)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    epochs = [r[0] for r in spy.rows]
+    assert epochs == [0, 1, 2, 3, 4, 5]
+    lr_m = [round(r[2], 6) for r in spy.rows]
+    lr_a = [round(r[3], 6) for r in spy.rows]
+    assert lr_m == [0.05, 0.005, 0.005, 0.05, 0.005, 0.005]  # MultiStepLR restarts each round
+    assert lr_a == [0.05] * 6  # A's schedule is never stepped (authors' code)
+    ids = [r[1] for r in spy.rows]
+    assert ids[0] == ids[1] == ids[2] and ids[3] == ids[4] == ids[5] and ids[2] != ids[3]
+    assert torch.equal(spy.rows[2][5], spy.rows[3][4])  # round 1 starts from round 0's weights
