@@ -102,11 +102,11 @@ class ActiveLearner(LightningModule):
         for opt in opts:
             opt.step()
         self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         if aux is not None:
-            self.log("train/ranking_loss", aux.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+            self.log("train/ranking_loss", aux.detach(), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def on_train_epoch_start(self) -> None:

@@ -52,6 +52,7 @@ def test_three_rounds_end_to_end(tmp_path):
         assert picked == sorted(r["queried"])
         assert min(c[1] for c in cands if c[2]) >= max(c[1] for c in cands if not c[2])
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+    assert json.loads((run_dir(tmp_path) / "finished.json").read_text())["labeled"] == 50
     # the checkpoint holds the split as tensors and loads with weights_only=True
     (ckpt,) = list((run_dir(tmp_path) / "checkpoints").glob("*.ckpt"))
     state = torch.load(ckpt, weights_only=True)

@@ -8,6 +8,7 @@ and schedules are made; the weights carry over. The run ends when the budget is 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lplgrad.data import ActiveDataModule
 from lplgrad.evaluation import evaluate
 from lplgrad.query import gather_padded, measure_all, score_and_select, shard
-from lplgrad.records import write_candidates, write_labeled, write_rounds
+from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
 
 
 class ActiveLearningLoop(Callback):
@@ -41,6 +42,7 @@ class ActiveLearningLoop(Callback):
         self.history: list[dict[str, Any]] = []
         self._round_t0 = 0.0
         self._reload_setting: int | None = None
+        self.run_dir: Path | None = None
 
     # ---- state in checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class ActiveLearningLoop(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm: ActiveDataModule = trainer.datamodule
+        self.run_dir = Path(trainer.log_dir) if trainer.log_dir else None  # a collective: every rank
         left = 1 + math.ceil(max(0, dm.target_size - len(dm.labeled)) / dm.query_size)
         trainer.fit_loop.max_epochs = self.round_start_epoch + left * self.epochs_per_round
         rank_zero_info(
@@ -99,11 +102,11 @@ class ActiveLearningLoop(Callback):
             row["query_seconds"] = round(time.monotonic() - t0, 3)
             row["queried"] = selected.tolist()
             dm.add_labeled(selected, self.round)
-            if trainer.is_global_zero and self.save_candidates and self._run_dir(trainer):
-                write_candidates(self._run_dir(trainer) / "candidates" / f"round_{self.round:03d}.csv",
+            if trainer.is_global_zero and self.save_candidates and self.run_dir is not None:
+                write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
                                  cand_idx, scores, selected)
         self.history.append(row)
-        self._record(trainer, row, metrics)
+        self._record(trainer, row, metrics, finished=k == 0)
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
@@ -142,11 +145,7 @@ class ActiveLearningLoop(Callback):
         return gather_padded(mine, meas, world, trainer.strategy.all_gather)
 
     # ---- records --------------------------------------------------------------------------
-    @staticmethod
-    def _run_dir(trainer: Trainer) -> Path | None:
-        return Path(trainer.log_dir) if trainer.log_dir else None
-
-    def _record(self, trainer: Trainer, row: dict[str, Any], metrics: dict[str, torch.Tensor]) -> None:
+    def _record(self, trainer: Trainer, row: dict[str, Any], metrics: dict[str, torch.Tensor], finished: bool) -> None:
         n = row["labeled"]
         for logger in trainer.loggers:
             logger.log_metrics({"al/test_acc": row["test_acc"], "al/train_seconds": row["train_seconds"],
@@ -158,8 +157,13 @@ class ActiveLearningLoop(Callback):
                 f"train {row['train_seconds']:8.1f}s | query {row['query_seconds']:7.1f}s")
         bar = trainer.progress_bar_callback
         (bar.print if bar is not None and hasattr(bar, "print") else print)(line)
-        run = self._run_dir(trainer)
+        run = self.run_dir
         if run is not None:
             dm: ActiveDataModule = trainer.datamodule
             write_rounds(run / "rounds.jsonl", self.history)
             write_labeled(run / "labeled.csv", dm.labeled, dm.labeled_round, dm.labels(dm.labeled))
+            if finished:
+                atomic_write(run / "finished.json", json.dumps({
+                    "rounds": len(self.history), "labeled": n, "final_test_acc": row["test_acc"],
+                    "strategy": repr(trainer.lightning_module.strategy),
+                }) + "\n")
