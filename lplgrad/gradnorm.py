@@ -110,13 +110,16 @@ def _linear_weight_sq(a: Tensor, g: Tensor) -> Tensor:
 
 
 def _bn_sq(m: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """Eval BatchNorm: d gamma = sum g * x_hat, d beta = sum g, per sample and channel."""
-    shape = (1, -1) + (1,) * (a.dim() - 2)
-    x_hat = (a - m.running_mean.view(shape)) * torch.rsqrt(m.running_var.view(shape) + m.eps)
+    """Eval BatchNorm: d gamma = sum g * x_hat, d beta = sum g, per sample and channel.
+
+    With x_hat = (a - mean) * invstd, sum g * x_hat = (sum g * a - mean * sum g) * invstd: one
+    pass over the activations, x_hat never materialised. a, g: (B, C, ...) -> (B,), (B,)
+    """
     dims = tuple(range(2, a.dim()))
-    w = (g * x_hat).sum(dims) if dims else g * x_hat  # (B, C)
-    b = g.sum(dims) if dims else g  # (B, C)
-    return w.pow(2).sum(1), b.pow(2).sum(1)
+    gs = g.sum(dims) if dims else g  # (B, C)
+    ga = (g * a).sum(dims) if dims else g * a  # (B, C)
+    w = (ga - m.running_mean * gs) * torch.rsqrt(m.running_var + m.eps)
+    return w.pow(2).sum(1), gs.pow(2).sum(1)
 
 
 def per_sample_sq_norms(

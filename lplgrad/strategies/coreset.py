@@ -23,20 +23,23 @@ def k_center_greedy(points: Tensor, centres: Tensor, k: int, block: int = 1024) 
     """Greedy k-center: repeatedly take the point farthest from its nearest centre.
 
     points: (N, D) candidates, centres: (M, D) initial centres (M may be 0) -> (min(k, N),)
-    indices into ``points`` in the order they were picked. Ties go to the smaller index.
+    indices into ``points`` in the order they were picked. Ties go to the smaller index. Memory:
+    the points, one (N,) vector and one (N, block) tile for the initial centres.
     """
     n = points.shape[0]
     k = min(k, n)
-    points = points.double()
+    points = points.float().contiguous()
     sq = points.pow(2).sum(1)  # (N,)
     nearest = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
     for s in range(0, centres.shape[0], block):  # (N, block) at a time
-        nearest = torch.minimum(nearest, _sq_dist_to(points, sq, centres[s : s + block].double()).min(1).values)
+        tile = _sq_dist_to(points, sq, centres[s : s + block].to(points))
+        nearest = torch.minimum(nearest, tile.min(1).values)
     picked = torch.empty(k, dtype=torch.long, device=points.device)
     for i in range(k):
         j = int(torch.argmax(nearest))  # all inf (no centres yet): the first point
         picked[i] = j
-        nearest = torch.minimum(nearest, _sq_dist_to(points, sq, points[j : j + 1]).squeeze(1))
+        d = (sq + sq[j] - 2.0 * (points @ points[j])).clamp_min_(0)  # (N,)
+        torch.minimum(nearest, d, out=nearest)
         nearest[j] = -1.0  # never picked twice
     return picked
 
