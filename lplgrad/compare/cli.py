@@ -1,0 +1,101 @@
+"""``python -m lplgrad.compare``: run every (method, seed) of a config, then write the report.
+
+Anything the command does not know (or everything after ``--``) is passed on to every run as a
+LightningCLI override, e.g. ``--loop.epochs_per_round 10``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lplgrad.compare.collect import load_runs, unfinished
+from lplgrad.compare.methods import ALL, choose_methods
+from lplgrad.compare.report import write_report
+from lplgrad.compare.sweep import plan, run_sweep
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lplgrad.compare",
+        description="Multi-seed comparison of the active-learning methods on one config: runs, "
+        "then table.md/csv (accuracy per labeled size), curves.png, timing.md/csv, aulc.md/csv "
+        "and, with --ablation, ablation.md/csv in OUT. Unknown options are passed to every run.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--config", action="append", default=[], metavar="CFG",
+                   help="base config of every run; repeat to layer configs (e.g. a low_budget overlay)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: results/<first config's name>)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                   help="seed_everything values, one run each (default: 0 1 2 3 4, the paper's 5 trials)")
+    p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                   help=f"methods to run (default: all but the ablation); known: {', '.join(m.name for m in ALL)}")
+    p.add_argument("--ablation", action="store_true",
+                   help='also run "LPLgrad w/o A" (LPLgrad with use_aux false) and write ablation.md/csv')
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after the other)")
+    p.add_argument("--at", type=int, nargs="+", default=None, metavar="N",
+                   help="labeled-set sizes of the accuracy table (default: every recorded size)")
+    p.add_argument("--collect-only", action="store_true", help="run nothing: only write the report from OUT/runs")
+    p.add_argument("--dry-run", action="store_true", help="print the run commands and exit")
+    p.add_argument("--title", default=None, help="title of table.md and curves.png (default: the config's name)")
+    return p
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, tail = argv[:i], argv[i + 1:]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not extra[0].startswith("-"):
+        parser.error(f"unexpected argument {extra[0]!r}")
+    if args.out is None:
+        if not args.config:
+            parser.error("give --config (and/or --out)")
+        args.out = Path("results") / Path(args.config[0]).stem
+    if not args.collect_only and not args.config:
+        parser.error("--config is needed to run the sweep (or use --collect-only)")
+    args.seeds = list(dict.fromkeys(args.seeds))  # a seed given twice is one run
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    for c in args.config:
+        if not Path(c).is_file():
+            parser.error(f"config {c} not found")
+    return args, extra + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse(argv)
+    out: Path = args.out
+    title = args.title if args.title is not None else (Path(args.config[0]).stem if args.config else out.name)
+    failed = 0
+    if not args.collect_only:
+        try:
+            methods = choose_methods(args.methods, args.ablation)
+            jobs = plan(args.config, methods, args.seeds, out, extra)
+        except (KeyError, ValueError) as e:
+            print(f"lplgrad.compare: error: {e.args[0]}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            for j in jobs:
+                print(" ".join(j.command))
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "commands.txt").write_text("".join(" ".join(j.command) + "\n" for j in jobs))
+        result = run_sweep(jobs, args.jobs)
+        failed = len(result.failed)
+        print(f"sweep: {len(result.ran)} ran, {len(result.skipped)} skipped (finished), {failed} failed")
+    left = unfinished(out)
+    if left:
+        print(f"{len(left)} unfinished run folder(s) left out of the report: " + ", ".join(str(d) for d in left))
+    runs = load_runs(out)
+    if not runs:
+        print(f"lplgrad.compare: error: no finished runs under {out / 'runs'}", file=sys.stderr)
+        return 1
+    written = write_report(out, runs, args.at, title)
+    print((out / "table.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 1 if failed else 0

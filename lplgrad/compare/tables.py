@@ -1,0 +1,115 @@
+"""Rendering the comparison's numbers as Markdown tables and CSV text."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from lplgrad.compare.aggregate import Ablation, AulcRow, Timing
+from lplgrad.compare.stats import Stat
+
+DASH = "–"
+
+
+def cell(stat: Stat | None, seeds: int | None = None, digits: int = 2) -> str:
+    """``mean ± std``; a single value has no std; ``(n=k)`` when fewer than ``seeds`` runs have it."""
+    if stat is None:
+        return DASH
+    text = f"{stat.mean:.{digits}f}" + (f" ± {stat.std:.{digits}f}" if stat.std is not None else "")
+    return text + (f" (n={stat.n})" if seeds is not None and stat.n < seeds else "")
+
+
+def num(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align_first: int = 1) -> str:
+    """A Markdown table; columns after the first ``align_first`` are right-aligned."""
+    rule = ["---"] * align_first + ["---:"] * (len(header) - align_first)
+    lines = [header, rule, *rows]
+    return "".join("| " + " | ".join(str(c) for c in line) + " |\n" for line in lines)
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _stat_cols(s: Stat | None) -> list[str]:
+    return [num(s.mean if s else None), num(s.std if s else None)]
+
+
+# ---- Table III: accuracy at labeled sizes ------------------------------------------------------
+def accuracy_md(table: dict[str, dict[int, Stat | None]], seeds: dict[str, int]) -> str:
+    sizes = list(next(iter(table.values())).keys()) if table else []
+    head = ("Test accuracy (%) by labeled-set size: mean ± sample std over the seeds "
+            "(`(n=k)`: only k seeds reached that size).\n\n")
+    rows = [[m, seeds[m], *(cell(t[s], seeds[m]) for s in sizes)] for m, t in table.items()]
+    return head + markdown(["method", "seeds", *(str(s) for s in sizes)], rows)
+
+
+def accuracy_csv(table: dict[str, dict[int, Stat | None]], seeds: dict[str, int]) -> str:
+    sizes = list(next(iter(table.values())).keys()) if table else []
+    header = ["method", "seeds"] + [f"{k}@{s}" for s in sizes for k in ("mean", "std", "n")]
+    rows = []
+    for m, t in table.items():
+        row: list[object] = [m, seeds[m]]
+        for s in sizes:
+            row += [*_stat_cols(t[s]), t[s].n if t[s] else 0]
+        rows.append(row)
+    return csv_text(header, rows)
+
+
+# ---- Table IV: time per round ------------------------------------------------------------------
+TIMING_HEADER = ["method", "seeds", "train s / round", "query s / query round", "total s / run"]
+
+
+def timing_md(table: dict[str, Timing], seeds: dict[str, int]) -> str:
+    head = ("Seconds of training per round, of querying per round that queried, and of both per run: "
+            "mean ± sample std over the seeds.\n\n")
+    rows = [[m, seeds[m], cell(t.train, digits=1), cell(t.query, digits=1), cell(t.total, digits=1)]
+            for m, t in table.items()]
+    return head + markdown(TIMING_HEADER, rows)
+
+
+def timing_csv(table: dict[str, Timing], seeds: dict[str, int]) -> str:
+    header = ["method", "seeds", "train_mean", "train_std", "query_mean", "query_std", "total_mean", "total_std"]
+    rows = [[m, seeds[m], *_stat_cols(t.train), *_stat_cols(t.query), *_stat_cols(t.total)] for m, t in table.items()]
+    return csv_text(header, rows)
+
+
+# ---- AULC ---------------------------------------------------------------------------------------
+def aulc_md(rows: list[AulcRow]) -> str:
+    head = ("Area under the learning curve (trapezoids over the labeled-set size, divided by its range: "
+            "the curve's mean test accuracy, %), mean ± sample std over the seeds, best first.\n\n")
+    body = [[i, r.method, r.aulc.n, cell(r.aulc), f"{r.labeled_min}–{r.labeled_max}"] for i, r in enumerate(rows, 1)]
+    return head + markdown(["rank", "method", "seeds", "AULC (%)", "labeled"], body, align_first=2)
+
+
+def aulc_csv(rows: list[AulcRow]) -> str:
+    header = ["rank", "method", "seeds", "aulc_mean", "aulc_std", "labeled_min", "labeled_max"]
+    body = [[i, r.method, r.aulc.n, *_stat_cols(r.aulc), r.labeled_min, r.labeled_max] for i, r in enumerate(rows, 1)]
+    return csv_text(header, body)
+
+
+# ---- Tables V/VI: with and without A -----------------------------------------------------------
+def ablation_md(ab: Ablation, with_name: str, without_name: str) -> str:
+    head = (f"Test accuracy (%) of {with_name} (with A) and {without_name} (M trained alone) at fractions of "
+            f"the annotation budget ({ab.budget}; the nearest recorded labeled size in brackets). A is the auxiliary loss-prediction model. Mean ± sample std "
+            "over the seeds.\n\n")
+    header = ["", *(f"{label} ({size})" for label, size in ab.columns)]
+    diff = [DASH if d is None else f"{d:+.2f}" for d in ab.difference]
+    rows = [[f"with A ({with_name})", *(cell(s) for s in ab.with_aux)],
+            [f"w/o A ({without_name})", *(cell(s) for s in ab.without_aux)],
+            ["difference (with − w/o)", *diff]]
+    return head + markdown(header, rows)
+
+
+def ablation_csv(ab: Ablation) -> str:
+    header = ["fraction", "labeled", "with_mean", "with_std", "without_mean", "without_std", "difference"]
+    rows = [[label, size, *_stat_cols(w), *_stat_cols(wo), num(d)]
+            for (label, size), w, wo, d in zip(ab.columns, ab.with_aux, ab.without_aux, ab.difference)]
+    return csv_text(header, rows)

@@ -1,0 +1,321 @@
+"""The comparison command: report tables from hand-made runs, and one genuine tiny sweep."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lplgrad.compare import (
+    ABLATION,
+    ablation_table,
+    accuracy_table,
+    aulc_table,
+    choose_methods,
+    load_runs,
+    mean_std,
+    plan,
+    run_aulc,
+    run_sweep,
+    run_timing,
+    timing_table,
+)
+from lplgrad.compare.cli import main
+from lplgrad.compare.sweep import Job
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rows_of(labeled, acc, train, query):
+    """rounds.jsonl rows; every round but the last queried something."""
+    n = len(labeled)
+    return [{"round": i, "labeled": labeled[i], "test_acc": acc[i], "train_seconds": train[i],
+             "query_seconds": query[i], "queried": list(range(3)) if i < n - 1 else []} for i in range(n)]
+
+
+def write_run(out, folder, seed, rows, finished=True):
+    d = Path(out) / "runs" / folder / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished:
+        (d / "finished.json").write_text(json.dumps({"rounds": len(rows)}) + "\n")
+    return d
+
+
+L = [10, 20, 30]
+HAND = {
+    ("LPLgrad", 0): rows_of(L, [0.50, 0.60, 0.70], [1.0, 2.0, 3.0], [0.5, 0.7, 0.0]),
+    ("LPLgrad", 1): rows_of(L, [0.54, 0.62, 0.76], [1.2, 2.2, 3.2], [0.6, 0.8, 0.0]),
+    ("Random", 0): rows_of(L, [0.40, 0.50, 0.55], [1.0, 1.0, 1.0], [0.1, 0.1, 0.0]),
+    ("Random", 1): rows_of(L, [0.44, 0.56, 0.65], [1.0, 1.0, 1.0], [0.1, 0.3, 0.0]),
+}
+
+
+@pytest.fixture
+def hand_runs(tmp_path):
+    out = tmp_path / "cmp"
+    for (m, s), rows in HAND.items():
+        write_run(out, m, s, rows)
+    return out
+
+
+def sd(*v):
+    """Sample standard deviation, written out."""
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# ---- pure aggregation -------------------------------------------------------------------------
+def test_mean_std():
+    s = mean_std([60.0, 62.0])
+    assert (s.mean, s.n) == (61.0, 2) and s.std == pytest.approx(math.sqrt(2))
+    one = mean_std([70.0])
+    assert (one.mean, one.std, one.n) == (70.0, None, 1)
+    assert mean_std([]) is None
+
+
+def test_aulc_and_timing_of_one_run():
+    rows = HAND[("LPLgrad", 0)]
+    assert run_aulc(rows) == pytest.approx((10 * (50 + 60) / 2 + 10 * (60 + 70) / 2) / 20)  # 60.0
+    uneven = rows_of([10, 20, 50], [0.5, 0.6, 0.9], [1, 1, 1], [0, 0, 0])
+    assert run_aulc(uneven) == pytest.approx((10 * 55 + 30 * 75) / 40)  # widths follow the labeled sizes
+    assert run_aulc(rows_of([10], [0.5], [1], [0])) == pytest.approx(50.0)
+    train, query, total = run_timing(rows)
+    assert train == pytest.approx(2.0)  # (1 + 2 + 3) / 3
+    assert query == pytest.approx(0.6)  # (0.5 + 0.7) / 2: the last round queried nothing
+    assert total == pytest.approx(6.0 + 1.2)
+
+
+def test_tables_from_load_runs(hand_runs):
+    runs = load_runs(hand_runs)
+    assert list(runs) == ["LPLgrad", "Random"] and list(runs["LPLgrad"]) == ["seed0", "seed1"]
+    acc = accuracy_table(runs, [10, 20, 30])
+    s = acc["LPLgrad"][30]
+    assert s.mean == pytest.approx(73.0) and s.std == pytest.approx(sd(70, 76)) and s.n == 2
+    assert acc["Random"][20].mean == pytest.approx(53.0)
+    aulc = aulc_table(runs)
+    assert [r.method for r in aulc] == ["LPLgrad", "Random"]
+    assert aulc[0].aulc.mean == pytest.approx((60.0 + 63.5) / 2)
+    assert aulc[1].aulc.mean == pytest.approx((48.75 + 55.25) / 2)
+    assert aulc[1].aulc.std == pytest.approx(sd(48.75, 55.25))
+    t = timing_table(runs)["LPLgrad"]
+    assert t.train.mean == pytest.approx(2.1) and t.query.mean == pytest.approx(0.65)
+    assert t.total.mean == pytest.approx((7.2 + 8.0) / 2)
+    assert ablation_table(runs) is None  # no "LPLgrad w/o A" runs
+
+
+def test_ablation_at_fractions_of_the_budget(tmp_path):
+    out = tmp_path / "abl"
+    sizes = list(range(10, 101, 10))
+    for s in (0, 1):
+        write_run(out, "LPLgrad", s, rows_of(sizes, [0.5 + 0.04 * i + 0.01 * s for i in range(10)], [1] * 10, [0] * 10))
+        write_run(out, ABLATION.slug, s, rows_of(sizes, [0.5 + 0.03 * i - 0.01 * s for i in range(10)], [1] * 10, [0] * 10))
+    ab = ablation_table(load_runs(out))
+    assert ab.budget == 100
+    assert ab.columns == [("1/3 of budget", 30), ("1/2 of budget", 50), ("entire budget", 100)]  # nearest recorded sizes
+    assert [w.mean for w in ab.with_aux] == pytest.approx([58.5, 66.5, 86.5])
+    assert [w.mean for w in ab.without_aux] == pytest.approx([55.5, 61.5, 76.5])
+    assert ab.difference == pytest.approx([3.0, 5.0, 10.0])
+    main(["--collect-only", "--out", str(out)])
+    md = (out / "ablation.md").read_text()
+    assert "| 1/3 of budget (30) | 1/2 of budget (50) | entire budget (100) |" in md
+    assert "| with A (LPLgrad) | 58.50 ± 0.71 | 66.50 ± 0.71 | 86.50 ± 0.71 |" in md
+    assert "| difference (with − w/o) | +3.00 | +5.00 | +10.00 |" in md
+    rows = read_csv(out / "ablation.csv")
+    assert [int(r["labeled"]) for r in rows] == [30, 50, 100]
+    assert float(rows[2]["without_mean"]) == pytest.approx(76.5)
+    for s in (0, 1):  # without the ablation runs the report drops the ablation table
+        (out / "runs" / ABLATION.slug / f"seed{s}" / "finished.json").unlink()
+    main(["--collect-only", "--out", str(out)])
+    assert not (out / "ablation.md").exists() and not (out / "ablation.csv").exists()
+
+
+# ---- the report command on hand-made runs -------------------------------------------------------
+def test_report_files(hand_runs, capsys):
+    assert main(["--collect-only", "--out", str(hand_runs), "--at", "20", "30"]) == 0
+    md = (hand_runs / "table.md").read_text()
+    assert "| method | seeds | 20 | 30 |" in md
+    assert "| LPLgrad | 2 | 61.00 ± 1.41 | 73.00 ± 4.24 |" in md  # 60, 62 and 70, 76
+    assert "| Random | 2 | 53.00 ± 4.24 | 60.00 ± 7.07 |" in md  # 50, 56 and 55, 65
+    assert md.index("| LPLgrad") < md.index("| Random")
+    assert "61.00 ± 1.41" in capsys.readouterr().out  # the table is printed too
+    rows = read_csv(hand_runs / "table.csv")
+    assert [r["method"] for r in rows] == ["LPLgrad", "Random"]
+    lpl = rows[0]
+    assert lpl["seeds"] == "2" and lpl["n@30"] == "2" and "mean@10" not in lpl
+    assert float(lpl["mean@20"]) == pytest.approx(61.0) and float(lpl["std@20"]) == pytest.approx(sd(60, 62), abs=1e-4)
+    assert float(rows[1]["mean@30"]) == pytest.approx(60.0) and float(rows[1]["std@30"]) == pytest.approx(sd(55, 65), abs=1e-4)
+
+    timing = read_csv(hand_runs / "timing.csv")
+    assert [r["method"] for r in timing] == ["LPLgrad", "Random"]
+    assert float(timing[0]["train_mean"]) == pytest.approx(2.1)
+    assert float(timing[0]["train_std"]) == pytest.approx(sd(2.0, 2.2), abs=1e-4)
+    assert float(timing[0]["query_mean"]) == pytest.approx(0.65)
+    assert float(timing[1]["query_mean"]) == pytest.approx((0.1 + 0.2) / 2)
+    timing_md = (hand_runs / "timing.md").read_text()
+    assert "| LPLgrad | 2 | 2.1 ± 0.1 | " in timing_md and " | 7.6 ± 0.6 |" in timing_md
+
+    aulc = read_csv(hand_runs / "aulc.csv")
+    assert [r["method"] for r in aulc] == ["LPLgrad", "Random"]  # best first
+    assert float(aulc[0]["aulc_mean"]) == pytest.approx(61.75)
+    assert float(aulc[1]["aulc_mean"]) == pytest.approx(52.0)
+    assert float(aulc[1]["aulc_std"]) == pytest.approx(sd(48.75, 55.25), abs=1e-4)
+    assert "| 1 | LPLgrad | 2 | 61.75 ± 2.47 | 10–30 |" in (hand_runs / "aulc.md").read_text()
+    assert not (hand_runs / "ablation.md").exists()
+
+    with Image.open(hand_runs / "curves.png") as im:
+        im.verify()
+    with Image.open(hand_runs / "curves.png") as im:
+        assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+def test_default_sizes_missing_cells_and_unfinished_runs(hand_runs, capsys):
+    write_run(hand_runs, "Entropy", 0, rows_of([10, 20, 40], [0.3, 0.4, 0.8], [1] * 3, [1] * 3))
+    write_run(hand_runs, "Entropy", 1, rows_of([10, 20], [0.5, 0.6], [1] * 2, [1] * 2))
+    write_run(hand_runs, "Margin", 0, rows_of([10], [0.9], [1], [1]), finished=False)  # interrupted
+    assert main(["--collect-only", "--out", str(hand_runs)]) == 0
+    assert "unfinished run folder(s) left out" in capsys.readouterr().out
+    md = (hand_runs / "table.md").read_text()
+    assert "| method | seeds | 10 | 20 | 30 | 40 |" in md  # every recorded size
+    assert "Margin" not in md
+    assert "| Entropy | 2 | 40.00 ± 14.14 | 50.00 ± 14.14 | – | 80.00 (n=1) |" in md
+    rows = {r["method"]: r for r in read_csv(hand_runs / "table.csv")}
+    assert rows["Entropy"]["mean@30"] == "" and rows["Entropy"]["n@30"] == "0"
+    assert rows["Entropy"]["std@40"] == "" and rows["Entropy"]["n@40"] == "1"
+    assert list(rows) == ["LPLgrad", "Entropy", "Random"]  # the presets' order
+
+
+def test_collect_only_with_nothing_finished(tmp_path, capsys):
+    assert main(["--collect-only", "--out", str(tmp_path / "none")]) == 1
+    assert "no finished runs" in capsys.readouterr().err
+
+
+# ---- planning and running ----------------------------------------------------------------------
+def test_plan_builds_the_documented_command(tmp_path):
+    methods = choose_methods(["lplgrad", "Random"], ablation=True)
+    assert [m.name for m in methods] == ["LPLgrad", "Random", "LPLgrad w/o A"]
+    assert [m.name for m in choose_methods()] == ["LPLgrad", "Ent-GradNorm", "LearningLoss", "Entropy",
+                                                 "Margin", "LeastConfidence", "Coreset", "Random"]
+    uses_aux = {m.name: m.use_aux for m in choose_methods(ablation=True)}
+    assert [n for n, a in uses_aux.items() if a] == ["LPLgrad", "LearningLoss"]
+    jobs = plan(["a.yaml", "b.yaml"], methods, [3, 4], tmp_path, ["--data.budget", "50"], python="PY")
+    assert len(jobs) == 6
+    abl = jobs[4]
+    assert abl.command == [
+        "PY", "-m", "lplgrad", "fit", "--config", "a.yaml", "--config", "b.yaml", "--seed_everything", "3",
+        "--model.strategy", "lplgrad.strategies.LPLgrad", "--model.use_aux", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--trainer.logger.init_args.name", "LPLgrad-wo-A", "--trainer.logger.init_args.version", "seed3",
+        "--trainer.enable_progress_bar", "false", "--data.budget", "50",
+    ]
+    assert abl.run_dir == tmp_path / "runs" / "LPLgrad-wo-A" / "seed3"
+    with pytest.raises(ValueError, match="seed_everything"):
+        plan(["a.yaml"], methods, [0], tmp_path, ["--seed_everything=1"])
+    with pytest.raises(KeyError):
+        choose_methods(["BALD"])
+
+
+FAKE_RUN = (
+    "import json, pathlib, sys; d = pathlib.Path(sys.argv[1]); "
+    "(d / 'started').parent.mkdir(parents=True, exist_ok=True); "
+    "assert not (d / 'stale').exists(); "
+    "(d / 'rounds.jsonl').write_text(json.dumps(dict(round=0, labeled=5, test_acc=0.5, train_seconds=1, "
+    "query_seconds=0, queried=[])) + '\\n'); "
+    "(d / 'finished.json').write_text('{}')"
+)
+
+
+def fake_jobs(out, n):
+    from lplgrad.compare.methods import METHODS
+
+    jobs = []
+    for s in range(n):
+        d = out / "runs" / "Random" / f"seed{s}"
+        jobs.append(Job(METHODS[-1], s, d, out / "logs" / "Random" / f"seed{s}.log", [sys.executable, "-c", FAKE_RUN, str(d)]))
+    return jobs
+
+
+def test_sweep_skips_finished_and_restarts_unfinished(tmp_path):
+    out = tmp_path / "fake"
+    jobs = fake_jobs(out, 4)
+    jobs[1].run_dir.mkdir(parents=True)
+    (jobs[1].run_dir / "stale").write_text("left by an interrupted run")  # the fake run fails if this survives
+    lines = []
+    result = run_sweep(jobs, n_jobs=2, echo=lines.append)
+    assert len(result.ran) == 4 and not result.skipped and not result.failed
+    assert all(j.finished for j in jobs) and not (jobs[1].run_dir / "stale").exists()
+    assert jobs[0].log.read_text().startswith(" ".join(jobs[0].command))
+    (jobs[2].run_dir / "finished.json").unlink()
+    result = run_sweep(jobs, echo=lines.append)
+    assert [j.seed for j in result.ran] == [2] and len(result.skipped) == 3
+    assert "3 of 4 runs already finished: skipped" in lines
+
+
+def test_failed_run_is_reported(tmp_path):
+    out = tmp_path / "fail"
+    (job,) = fake_jobs(out, 1)
+    bad = Job(job.method, job.seed, job.run_dir, job.log, [sys.executable, "-c", "raise SystemExit(3)"])
+    result = run_sweep([bad], echo=lambda s: None)
+    assert result.failed == [(bad, 3)] and not result.ran
+
+
+# ---- one genuine tiny sweep through the real command ---------------------------------------------
+TINY = ["--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
+        "--data.subset_size", "60", "--data.budget", "50", "--loop.epochs_per_round", "1"]
+
+
+def compare(out, *extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "lplgrad.compare", "--config", str(ROOT / "configs/digits.yaml"),
+           "--out", str(out), "--seeds", "0", "1", "--methods", "LPLgrad", "Random", "--at", "20", "50",
+           *TINY, *extra]
+    return subprocess.run(cmd, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_real_tiny_sweep(tmp_path):
+    out = tmp_path / "digits"
+    p = compare(out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "sweep: 4 ran, 0 skipped (finished), 0 failed" in p.stdout
+    runs = load_runs(out)
+    assert list(runs) == ["LPLgrad", "Random"]
+    for method, by_seed in runs.items():
+        assert list(by_seed) == ["seed0", "seed1"]
+        for rows in by_seed.values():
+            assert [r["labeled"] for r in rows] == [20, 35, 50]
+    # the runs really used the presets and the overrides
+    cfg = (out / "runs" / "Random" / "seed1" / "config.yaml").read_text()
+    assert "lplgrad.strategies.Random" in cfg and "use_aux: false" in cfg and "seed_everything: 1" in cfg
+    assert "width: 4" in cfg and "budget: 50" in cfg
+    assert "use_aux: true" in (out / "runs" / "LPLgrad" / "seed0" / "config.yaml").read_text()
+    assert (out / "commands.txt").read_text().count("lplgrad fit") == 4
+    # table.md and table.csv hold the mean and std of the runs' own accuracies
+    md = (out / "table.md").read_text()
+    for method in runs:
+        acc = {s: [100 * r["test_acc"] for rows in runs[method].values() for r in rows if r["labeled"] == s]
+               for s in (20, 50)}
+        cells = [f"{sum(v) / 2:.2f} ± {sd(*v):.2f}" for v in acc.values()]
+        assert f"| {method} | 2 | {cells[0]} | {cells[1]} |" in md
+        row = next(r for r in read_csv(out / "table.csv") if r["method"] == method)
+        assert float(row["mean@50"]) == pytest.approx(sum(acc[50]) / 2, abs=1e-4)
+    assert {r["method"] for r in read_csv(out / "timing.csv")} == {"LPLgrad", "Random"}
+    assert {r["method"] for r in read_csv(out / "aulc.csv")} == {"LPLgrad", "Random"}
+    with Image.open(out / "curves.png") as im:
+        assert im.format == "PNG"
+
+    # a second sweep runs nothing: every run folder is finished
+    stamps = {d: (d / "finished.json").stat().st_mtime_ns for d in out.glob("runs/*/seed*")}
+    p = compare(out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 of 4 runs already finished: skipped" in p.stdout
+    assert "sweep: 0 ran, 4 skipped (finished), 0 failed" in p.stdout
+    assert {d: (d / "finished.json").stat().st_mtime_ns for d in out.glob("runs/*/seed*")} == stamps
