@@ -1,0 +1,184 @@
+"""A LightningDataModule over a folder of images and a labels CSV.
+
+The folder is scanned (every image decoded once, broken ones skipped and listed) and the CSV
+checked when the module is built, so the number of classes is known before the model is.
+Images whose path has a usable row in the CSV are the labeled set; the others are the pool.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms as T
+
+from lplgrad.datasets import Images, Transformed
+from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
+from lplgrad.labeling.scan import open_image, scan_folder
+
+
+class LabelFolderData(LightningDataModule):
+    """Images under ``root`` (any depth, PNG/JPEG/...), labels from ``labels`` (``path,label``).
+
+    Args:
+        root: the image folder; it is only read.
+        labels: the labels CSV (missing or empty: no labels yet).
+        classes: the class names, in order ("a,b,c", a file with one per line, or a list);
+            rows with other classes are reported and skipped. None: the classes found in the CSV,
+            sorted. A checkpoint's classes are matched by name, so a new class is no trouble.
+        image_size: images are resized to image_size x image_size.
+        grayscale: one channel instead of RGB.
+        mean, std: normalisation (default 0.5 per channel).
+        flip, padding: train augmentation: random horizontal flip, random crop with this padding
+            (None: image_size // 8; 0: no crop).
+        query_size: b, images proposed per run.
+        subset_size: score a seeded random subset of this many unlabeled images (None: all).
+        min_labels: with fewer labeled images than this (or fewer than 2 classes) the network is
+            not trained and the first batch is chosen without it (cold start).
+        batch_size, eval_batch_size, num_workers: loaders.
+        seed: seed of the subset and of random choices (None: the run's ``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        labels: str | None = None,
+        classes: str | list[str] | None = None,
+        image_size: int = 32,
+        grayscale: bool = False,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        flip: bool = True,
+        padding: int | None = None,
+        query_size: int = 20,
+        subset_size: int | None = None,
+        min_labels: int = 10,
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        num_workers: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, v in (("image_size", image_size), ("query_size", query_size), ("batch_size", batch_size),
+                        ("eval_batch_size", eval_batch_size), ("min_labels", min_labels)):
+            if v < 1:
+                raise LabelingError(f"data.{name} must be positive, got {v}")
+        if subset_size is not None and subset_size < query_size:
+            raise LabelingError(f"data.subset_size ({subset_size}) is smaller than data.query_size ({query_size})")
+        self.root = Path(root)
+        self.labels_path = Path(labels) if labels else None
+        self.image_size, self.grayscale = image_size, grayscale
+        self.mode = "L" if grayscale else "RGB"
+        self.in_channels = 1 if grayscale else 3
+        self.mean = tuple(mean) if mean else (0.5,) * self.in_channels
+        self.std = tuple(std) if std else (0.5,) * self.in_channels
+        self.flip = flip
+        self.padding = max(1, image_size // 8) if padding is None else padding
+        self.query_size, self.subset_size, self.min_labels = query_size, subset_size, min_labels
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.given_classes = parse_classes(classes)
+        if self.given_classes is not None and len(self.given_classes) < 2:
+            raise LabelingError(f"the class list names {len(self.given_classes)} class: a classifier needs at least 2")
+        try:
+            self.scan = scan_folder(self.root, self.mode, image_size)
+        except FileNotFoundError as e:
+            raise LabelingError(str(e)) from None
+        self.labels = read_labels(self.labels_path, self.root, self.scan.files,
+                                  {s.path: s.reason for s in self.scan.skipped}, self.given_classes)
+        self.files: list[str] = self.scan.files
+        self._set_classes()
+
+    # ---- classes and the split ------------------------------------------------------------
+    def _set_classes(self) -> None:
+        """The class list (the given one, or the CSV's classes sorted) and the targets: class index, or -1."""
+        classes = self.given_classes if self.given_classes is not None else sorted(set(self.labels.label.values()))
+        self.classes = list(classes)
+        self.num_classes = max(2, len(classes))  # the network needs 2 outputs even before any label
+        index = {c: i for i, c in enumerate(classes)}
+        self.targets = torch.tensor([index[self.labels.label[f]] if f in self.labels.label else -1
+                                     for f in self.files], dtype=torch.long)  # (N,)
+
+    @property
+    def labeled(self) -> Tensor:
+        """Indices of the labeled images, ascending. (n_labeled,)"""
+        return torch.nonzero(self.targets >= 0).flatten()
+
+    def unlabeled(self) -> Tensor:
+        """Indices of the unlabeled images, ascending. (n_unlabeled,)"""
+        return torch.nonzero(self.targets < 0).flatten()
+
+    def class_counts(self) -> dict[str, int]:
+        counts = torch.bincount(self.targets[self.targets >= 0], minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, counts))
+
+    def cold_start_reason(self) -> str | None:
+        """Why the network cannot be trained on the labels yet, or None when it can."""
+        n = len(self.labeled)
+        present = [c for c, k in self.class_counts().items() if k > 0]
+        if n == 0:
+            return "no image is labeled yet"
+        if len(present) < 2:
+            return (f"every label is {present[0]!r}: a classifier needs labeled images of at least 2 classes "
+                    f"to train")
+        if n < self.min_labels:
+            return f"only {n} images are labeled, fewer than data.min_labels ({self.min_labels})"
+        return None
+
+    @property
+    def effective_seed(self) -> int:
+        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def generator(self, round_: int, purpose: int) -> torch.Generator:
+        """A generator for ``purpose`` (1 subset, 2 strategy) in round ``round_``."""
+        return torch.Generator().manual_seed(self.effective_seed * 1_000_003 + round_ * 101 + purpose)
+
+    def candidates(self, round_: int) -> Tensor:
+        """The unlabeled images to score: all of them, or a seeded random subset of ``subset_size``."""
+        pool = self.unlabeled()
+        if self.subset_size is None or self.subset_size >= len(pool):
+            return pool
+        perm = torch.randperm(len(pool), generator=self.generator(round_, 1))
+        return pool[perm[: self.subset_size]].sort().values
+
+    # ---- images ---------------------------------------------------------------------------
+    def _image(self, i: int):
+        path = self.root / self.files[i]
+        try:
+            return open_image(path, self.mode, self.image_size)
+        except Exception as e:  # noqa: BLE001
+            raise LabelingError(f"{path} could be read when the folder was scanned but not now: {e}") from e
+
+    def train_transform(self):
+        aug = [T.RandomCrop(self.image_size, padding=self.padding)] if self.padding else []
+        if self.flip:
+            aug.append(T.RandomHorizontalFlip())
+        return T.Compose([T.Resize((self.image_size, self.image_size)), *aug,
+                          T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def eval_transform(self):
+        return T.Compose([T.Resize((self.image_size, self.image_size)), T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def setup(self, stage: str | None = None) -> None:
+        images = Images(self._image, self.targets, self.mode)
+        self._train_view = Transformed(images, self.train_transform())
+        self._eval_view = Transformed(images, self.eval_transform())
+
+    def _loader(self, ds, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=drop_last)
+
+    def train_dataloader(self) -> DataLoader:
+        idx = self.labeled.tolist()
+        # a last batch of one image would leave BatchNorm a single value per channel on small maps
+        drop_last = len(idx) > self.batch_size and len(idx) % self.batch_size == 1
+        return self._loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last)
+
+    def pool_dataloader(self, indices: Tensor) -> DataLoader:
+        """Images at ``indices`` with the evaluation transform, in order."""
+        if not hasattr(self, "_eval_view"):
+            self.setup()
+        return self._loader(Subset(self._eval_view, torch.as_tensor(indices).tolist()), self.eval_batch_size, False)

@@ -1,0 +1,127 @@
+"""Label Studio round trip: the proposed batch as an import file, and labels back from an export.
+
+Import file: a JSON list of tasks ``{"data": {"image": <url_prefix + path>, "path": <path>,
+"rank", "score", ...}, "meta": {...}}``; ``data.image`` is what the labeling config's
+``<Image value="$image"/>`` shows, ``data.path`` brings the image's path back unchanged in
+every export format. Exports read back: Label Studio's JSON (tasks with ``annotations``), its
+JSON-MIN (one flat object per task), or a CSV with ``path`` and ``label`` columns.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+from xml.sax.saxutils import quoteattr
+
+from lplgrad.labeling.labels import LabelingError
+
+
+def local_files_prefix(images: Path) -> str:
+    """The URL prefix of Label Studio's local-files serving when its document root is the image
+    folder's parent: ``/data/local-files/?d=<folder name>/``."""
+    return f"/data/local-files/?d={quote(Path(images).resolve().name)}/"
+
+
+def image_url(prefix: str, path: str) -> str:
+    return prefix + quote(path, safe="/") if prefix else path
+
+
+def tasks(rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str) -> list[dict[str, Any]]:
+    """One task per proposed image. rows: dicts with rank, path, score and optionally predicted, confidence."""
+    out = []
+    for r in rows:
+        data = {"image": image_url(prefix, r["path"]), "path": r["path"], "rank": r["rank"],
+                "score": r["score"], "round": round_}
+        if r.get("predicted"):
+            data["predicted"] = r["predicted"]
+            data["confidence"] = r["confidence"]
+        out.append({"data": data, "meta": {"rank": r["rank"], "score": r["score"], "round": round_,
+                                           "strategy": strategy}})
+    return out
+
+
+def labeling_config(classes: list[str], choices_name: str = "label") -> str:
+    """A Label Studio labeling config: the image and one single-choice question with the classes."""
+    lines = ['<View>', '  <Image name="image" value="$image"/>',
+             f'  <Choices name={quoteattr(choices_name)} toName="image" choice="single" showInline="true">']
+    lines += [f"    <Choice value={quoteattr(c)}/>" for c in classes]
+    lines += ["  </Choices>", "</View>", ""]
+    return "\n".join(lines)
+
+
+def _path_of(data: dict[str, Any], prefix: str | None) -> str | None:
+    if isinstance(data.get("path"), str) and data["path"]:
+        return data["path"]
+    image = data.get("image")
+    if isinstance(image, str) and prefix and image.startswith(prefix):
+        return unquote(image[len(prefix):])
+    return None
+
+
+def _choice(result: list[dict[str, Any]], choices_name: str | None) -> str | None:
+    for item in result:
+        if item.get("type") != "choices" or (choices_name and item.get("from_name") not in (choices_name, None)):
+            continue
+        values = item.get("value", {}).get("choices") or []
+        if values:
+            return str(values[0])
+    return None
+
+
+def read_export(
+    path: str | Path, prefix: str | None = None, choices_name: str = "label"
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Labels from a Label Studio export -> ([(image path, class)], notes on tasks left out).
+
+    The latest annotation of a task that was not cancelled is used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabelingError(f"Label Studio export {path} does not exist")
+    pairs, notes = [], []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames or choices_name not in reader.fieldnames:
+                raise LabelingError(f"{path}: a CSV export needs the columns 'path' and {choices_name!r}")
+            for row in reader:
+                p, label = (row.get("path") or "").strip(), (row.get(choices_name) or "").strip()
+                if p and label:
+                    pairs.append((p, label))
+                elif p:
+                    notes.append(f"{p}: no label (line {reader.line_num})")
+        return pairs, notes
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LabelingError(f"{path} is not JSON: {e}") from None
+    if not isinstance(items, list):
+        raise LabelingError(f"{path}: a Label Studio export is a JSON list of tasks")
+    for n, task in enumerate(items, 1):
+        if not isinstance(task, dict):
+            notes.append(f"item {n}: not a task")
+            continue
+        where = f"task {task.get('id', n)}"
+        if "data" in task:  # the full JSON export
+            p = _path_of(task["data"], prefix)
+            label = None
+            for ann in reversed(task.get("annotations") or []):
+                if not ann.get("was_cancelled"):
+                    label = _choice(ann.get("result") or [], choices_name)
+                    if label is not None:
+                        break
+        else:  # JSON-MIN: data fields and the choice (by its name) side by side
+            p = _path_of(task, prefix)
+            value = task.get(choices_name)
+            if isinstance(value, dict):  # several choices: {"choices": [...]}
+                value = (value.get("choices") or [None])[0]
+            label = value if isinstance(value, str) else None
+        if p is None:
+            notes.append(f"{where}: no 'path' in its data (not made by python -m lplgrad.label?)")
+        elif not label:
+            notes.append(f"{where}: {p}: not labeled")
+        else:
+            pairs.append((p, str(label)))
+    return pairs, notes

@@ -1,0 +1,183 @@
+"""The labels CSV (``path,label``): reading it, checking every row, appending to it.
+
+Rows that cannot be used are never fatal: each one becomes a :class:`Problem` with its CSV line
+number, and the run goes on with the others. Only a file that is not a labels CSV at all (no
+``path`` and ``label`` columns in its header) stops the run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from lplgrad.records import atomic_write
+
+
+class LabelingError(RuntimeError):
+    """Input that stops a labeling run; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row of the labels CSV that was skipped (or only partly used), and why."""
+
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.path or '(no path)'}: {self.message}"
+
+
+@dataclass
+class Labels:
+    """The usable labels: image path -> class name, and the CSV line each one came from."""
+
+    source: Path | None
+    label: dict[str, str] = field(default_factory=dict)
+    line: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """``"a,b,c"``, a file with one class per line, or a list -> the class names, in order."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        p = Path(spec)
+        if "," not in spec and p.is_file():
+            names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+        else:
+            names = [s.strip() for s in spec.split(",")]
+    else:
+        names = [str(s).strip() for s in spec]
+    names = [n for n in names if n]
+    if not names:
+        raise LabelingError(f"the class list {spec!r} names no class")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise LabelingError(f"the class list names {', '.join(map(repr, twice))} more than once")
+    return names
+
+
+def normalise_path(raw: str, root: Path) -> str | None:
+    """A path as written in the CSV -> the '/'-separated path relative to ``root``; None if outside it."""
+    raw = raw.strip().replace("\\", "/")
+    p = PurePosixPath(raw)
+    if p.is_absolute():
+        try:
+            p = PurePosixPath(Path(raw).resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            return None
+    parts = [s for s in p.parts if s not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def _header(row: list[str]) -> dict[str, int] | None:
+    names = [c.strip().lower() for c in row]
+    if "path" in names and "label" in names:
+        return {"path": names.index("path"), "label": names.index("label")}
+    return None
+
+
+def read_rows(csv_path: str | Path) -> list[tuple[int, str, str]]:
+    """The data rows of a labels CSV as (line number, path, label), fields stripped, blank lines
+    left out. The first non-blank line must be a header naming ``path`` and ``label`` (any case,
+    any order, other columns ignored)."""
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        cols = None
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            if cols is None:
+                cols = _header(row)
+                if cols is None:
+                    raise LabelingError(
+                        f"{csv_path} line {reader.line_num}: the first line must be a header naming the "
+                        f"columns 'path' and 'label' (found {','.join(row)!r})"
+                    )
+                continue
+            field = [row[cols[k]].strip() if cols[k] < len(row) else "" for k in ("path", "label")]
+            rows.append((reader.line_num, field[0], field[1]))
+    return rows
+
+
+def read_labels(
+    csv_path: str | Path | None,
+    root: str | Path,
+    files: Iterable[str],
+    unreadable: dict[str, str] | None = None,
+    classes: list[str] | None = None,
+) -> Labels:
+    """Read and check a labels CSV against the images found in ``root``.
+
+    ``files`` are the readable images (relative paths), ``unreadable`` maps broken ones to the
+    reason. A missing or empty CSV means no labels yet. A path labelled twice with the same
+    class is reported as a duplicate; with two different classes the later row wins (append a
+    row to correct a label) and both lines are reported.
+    """
+    labels = Labels(Path(csv_path) if csv_path else None)
+    if csv_path is None or not Path(csv_path).is_file():
+        return labels
+    root = Path(root)
+    files = set(files)
+    unreadable = unreadable or {}
+    known = set(classes) if classes is not None else None
+    add = labels.problems.append
+    for line, raw, name in read_rows(csv_path):
+        labels.rows += 1
+        if not raw:
+            add(Problem(line, raw, "no path: row skipped"))
+            continue
+        if not name:
+            add(Problem(line, raw, "no label: row skipped"))
+            continue
+        path = normalise_path(raw, root)
+        if path is None:
+            add(Problem(line, raw, "not inside the image folder: row skipped"))
+            continue
+        if path in unreadable:
+            add(Problem(line, path, f"the image cannot be read ({unreadable[path]}): row skipped"))
+            continue
+        if path not in files:
+            why = "is not an image file" if (root / path).is_file() else "no such image in the folder"
+            head, _, rest = path.partition("/")
+            if head == root.name and rest in files:
+                why += f" (paths are relative to the image folder: {rest!r}?)"
+            add(Problem(line, path, f"{why}: row skipped"))
+            continue
+        if known is not None and name not in known:
+            add(Problem(line, path, f"unknown class {name!r} (the classes are {', '.join(classes)}): row skipped"))
+            continue
+        if path in labels.label:
+            first = labels.line[path]
+            if labels.label[path] == name:
+                add(Problem(line, path, f"duplicate of line {first}: ignored"))
+                continue
+            add(Problem(line, path, f"labelled {labels.label[path]!r} on line {first} and {name!r} here: "
+                                    f"the later row wins"))
+        labels.label[path] = name
+        labels.line[path] = line
+    return labels
+
+
+def append_labels(csv_path: str | Path, rows: list[tuple[str, str]]) -> None:
+    """Append ``(path, label)`` rows to a labels CSV (created with its header if missing), atomically."""
+    csv_path = Path(csv_path)
+    old = csv_path.read_text(encoding="utf-8-sig") if csv_path.is_file() else ""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if not old.strip():
+        old = ""
+        w.writerow(["path", "label"])
+    elif not old.endswith("\n"):
+        old += "\n"
+    w.writerows(rows)
+    atomic_write(csv_path, old + buf.getvalue())

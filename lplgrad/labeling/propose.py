@@ -1,0 +1,96 @@
+"""The propose step: score the unlabeled images, pick the next b, and write them out.
+
+Scoring reuses the experiment's machinery: :func:`lplgrad.query.measure_all` runs the strategy
+over the candidates, :func:`lplgrad.query.score_and_select` turns measures into scores and picks
+the b highest (:func:`lplgrad.strategies.select_top`; ties go to the earlier path).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lplgrad.labeling.data import LabelFolderData
+from lplgrad.query import measure_all, score_and_select
+from lplgrad.records import atomic_write
+from lplgrad.strategies import QueryStrategy, Random
+
+
+@dataclass
+class Proposal:
+    """The chosen images, best first, with their scores (and the network's guess when trained)."""
+
+    indices: Tensor  # (k,) into dm.files
+    scores: Tensor  # (k,)
+    candidates: int
+    predicted: list[str] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+
+    def rows(self, files: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for r, (i, s) in enumerate(zip(self.indices.tolist(), self.scores.tolist()), 1):
+            row = {"rank": r, "path": files[i], "score": float(s)}
+            if self.predicted:
+                row["predicted"], row["confidence"] = self.predicted[r - 1], round(self.confidence[r - 1], 4)
+            out.append(row)
+        return out
+
+
+def propose(learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k: int, round_: int,
+            device: torch.device) -> Proposal:
+    """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best."""
+    cand = dm.candidates(round_)
+    k = min(k, len(cand))
+    gen = dm.generator(round_, 2)
+    if isinstance(strategy, Random):  # random scores need no image
+        measures, labeled = torch.zeros(len(cand)), None
+    else:
+        was_training = learner.training
+        learner.eval()
+        try:
+            measures = measure_all(learner, strategy, dm.pool_dataloader(cand), device).cpu()
+            labeled = None
+            if strategy.uses_labeled:
+                labeled = measure_all(learner, strategy, dm.pool_dataloader(dm.labeled), device).cpu()
+                if len(labeled) == 0:
+                    labeled = None
+        finally:
+            learner.train(was_training)
+    selected, scores = score_and_select(strategy, cand, measures, labeled, k, gen)
+    score_of = dict(zip(cand.tolist(), scores.tolist()))
+    return Proposal(selected, torch.tensor([score_of[i] for i in selected.tolist()]), len(cand))
+
+
+@torch.no_grad()
+def predict(learner: nn.Module, dm: LabelFolderData, proposal: Proposal, device: torch.device) -> None:
+    """Fill in the trained network's most probable class and its probability for each proposed image."""
+    was_training = learner.training
+    learner.eval()
+    probs = [torch.softmax(learner.net(x.to(device))[0].float(), 1).cpu()
+             for x, _ in dm.pool_dataloader(proposal.indices)]
+    learner.train(was_training)
+    if not probs:
+        return
+    conf, idx = torch.cat(probs)[:, : len(dm.classes)].max(1)
+    proposal.predicted = [dm.classes[i] for i in idx.tolist()]
+    proposal.confidence = conf.tolist()
+
+
+def write_to_label(path: Path, rows: list[dict[str, Any]]) -> None:
+    """to_label.csv: rank, path, score (higher = label first), predicted, confidence."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "path", "score", "predicted", "confidence"])
+    for r in rows:
+        w.writerow([r["rank"], r["path"], repr(r["score"]), r.get("predicted", ""), r.get("confidence", "")])
+    atomic_write(path, buf.getvalue())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
