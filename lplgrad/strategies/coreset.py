@@ -35,8 +35,8 @@ def k_center_greedy(points: Tensor, centres: Tensor, k: int, block: int = 1024) 
         tile = _sq_dist_to(points, sq, centres[s : s + block].to(points))
         nearest = torch.minimum(nearest, tile.min(1).values)
     picked = torch.empty(k, dtype=torch.long, device=points.device)
-    for i in range(k):
-        j = int(torch.argmax(nearest))  # all inf (no centres yet): the first point
+    for i in range(k):  # j stays a device tensor: no host round trip per pick on a GPU
+        j = torch.argmax(nearest)  # all inf (no centres yet): the first point
         picked[i] = j
         d = (sq + sq[j] - 2.0 * (points @ points[j])).clamp_min_(0)  # (N,)
         torch.minimum(nearest, d, out=nearest)

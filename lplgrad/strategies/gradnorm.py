@@ -64,7 +64,8 @@ class EntGradNorm(QueryStrategy):
     """Largest gradient norm of the output entropy first.
 
     chunk_size: samples per batched backward pass; None picks it from the model and free
-    memory (at most ``max_memory_mb``). method: "batched" (hooks, the default), or "loop" (one
+    memory: at most ``max_memory_mb`` (None: 512 MB on a CPU, a quarter of the free memory of
+    a GPU) and at most a quarter of what is free. method: "batched" (hooks, the default), or "loop" (one
     sample at a time, as the authors' code; also the fallback for layers the hooks do not cover).
     """
 
@@ -72,7 +73,7 @@ class EntGradNorm(QueryStrategy):
         self,
         norm: str = "per_tensor",
         chunk_size: int | None = None,
-        max_memory_mb: int = 512,
+        max_memory_mb: int | None = None,
         method: str = "batched",
     ) -> None:
         if norm not in ("per_tensor", "global"):
@@ -98,13 +99,18 @@ class EntGradNorm(QueryStrategy):
             method = "loop"
         if method == "loop":
             return per_sample_sq_norms_loop(net, x, _entropy_of)
-        chunk = self.chunk_size
-        if chunk is None:
-            if self._auto is None:
-                budget = min(self.max_memory_mb << 20, _available_bytes(x.device) // 4)
-                self._auto = auto_chunk_size(net, x, budget)
-            chunk = self._auto
+        chunk = self.resolve_chunk(net, x)
         return torch.cat([per_sample_sq_norms(net, c, _entropy_of) for c in x.split(chunk)])
+
+    def resolve_chunk(self, net: nn.Module, x: Tensor) -> int:
+        """``chunk_size``, or the automatic one (computed once, from a sample of ``x``)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if self._auto is None:
+            free = _available_bytes(x.device) // 4
+            cap = self.max_memory_mb << 20 if self.max_memory_mb else (free if x.device.type == "cuda" else 512 << 20)
+            self._auto = auto_chunk_size(net, x, min(cap, free))
+        return self._auto
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
         return combine(self.sq_norms(learner.net, x).float(), self.norm)  # (B,)

@@ -1,0 +1,194 @@
+"""LPLgrad query throughput against the authors' one-sample loop and against a training step.
+
+All sides run in this process, on the same model and inputs, and the script prints their
+throughputs and ratios, the largest score differences (also against a float64 loop), and the
+peak extra memory of the query. ``--scan`` adds S = 1k, 2k, 4k on ResNet-18 (time linear,
+memory flat). Runs unchanged on a GPU with ``--device cuda``.
+
+    python benchmarks/query_speed.py                       # both models, CPU
+    python benchmarks/query_speed.py --device cuda --scan
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lplgrad.losses import entropy
+from lplgrad.nets import ResNet18
+from lplgrad.strategies import EntGradNorm
+
+MODELS = {  # name: (backbone, input shape, classes)
+    "resnet18-w64-32x32": (lambda: ResNet18(10, 3, 64), (3, 32, 32)),
+    "fmnist-config-resnet18-w16-28x28": (lambda: ResNet18(10, 1, 16), (1, 28, 28)),
+}
+
+
+class Learner(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+
+def _rss(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakMemory:
+    """Peak extra memory of a block: CUDA allocator peak, or the process's RSS high-water mark
+    (reset through /proc/self/clear_refs) above the RSS at entry."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.base = _rss("VmRSS:")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.peak = _rss("VmHWM:") - self.base
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def authors_loop(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One sample, one backward pass into .grad, then the sum of the per-tensor norms."""
+    scores = []
+    params = [p for p in net.parameters() if p.requires_grad]
+    for i in range(len(x)):
+        net.zero_grad(set_to_none=True)
+        entropy(net(x[i : i + 1])[0]).sum().backward()
+        scores.append(sum(p.grad.norm() for p in params if p.grad is not None))
+    net.zero_grad(set_to_none=True)
+    return torch.stack(scores).float()
+
+
+def make_model(name: str, device: torch.device) -> tuple[nn.Module, tuple[int, ...]]:
+    make, shape = MODELS[name]
+    torch.manual_seed(0)
+    net = make().to(device)
+    net.train()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for _ in range(3):
+            net(torch.randn(32, *shape, device=device) * 1.5 + 0.2)
+    return net.eval(), shape
+
+
+def timed(fn, device: torch.device) -> tuple[float, object]:
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t, out
+
+
+def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
+    net, shape = make_model(name, device)
+    g = torch.Generator().manual_seed(1)
+    probe = torch.randn(1, *shape, device=device)
+    chunk = EntGradNorm(chunk_size=a.chunk).resolve_chunk(net, probe)
+    n = -(-a.n // chunk) * chunk  # whole chunks, so both sides see the same batch shapes
+    x = torch.randn(n, *shape, generator=g).to(device)
+    strat = EntGradNorm(chunk_size=chunk)
+    learner = Learner(net)
+    with PeakMemory(device) as mem:  # the first, cold call: every buffer is new
+        strat.measure(learner, x[:chunk])
+    t_fast, fast = timed(lambda: strat.measure(learner, x), device)
+
+    n_loop = min(a.loop_n, n)
+    authors_loop(net, x[:2])
+    t_loop, loop = timed(lambda: authors_loop(net, x[:n_loop]), device)
+
+    train_net = copy.deepcopy(net).train()
+    y = torch.randint(0, 10, (n,), generator=g).to(device)
+
+    def train_steps() -> None:
+        for s in range(0, n, chunk):
+            train_net.zero_grad(set_to_none=True)
+            F.cross_entropy(train_net(x[s : s + chunk])[0], y[s : s + chunk]).backward()
+
+    train_net.zero_grad()
+    F.cross_entropy(train_net(x[:chunk])[0], y[:chunk]).backward()
+    t_train, _ = timed(train_steps, device)
+
+    n64 = min(a.f64_n, n)
+    net64 = copy.deepcopy(net).double()
+    ref64 = authors_loop(net64, x[:n64].double()).double()
+    rel = lambda u, v: ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
+
+    fast_sps, loop_sps, train_sps = n / t_fast, n_loop / t_loop, n / t_train
+    print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, "
+          f"{n} samples (loop: {n_loop})")
+    print(f"batched query (hooks)       : {fast_sps:8.2f} samples/s")
+    print(f"authors' one-sample loop    : {loop_sps:8.2f} samples/s   -> batched / loop  = {fast_sps / loop_sps:5.2f}x")
+    print(f"plain training step (limit) : {train_sps:8.2f} samples/s   -> batched / train = {fast_sps / train_sps:5.2f}x")
+    print(f"largest relative difference : batched vs loop {rel(fast[:n_loop], loop):.2e}, "
+          f"batched vs float64 loop {rel(fast[:n64], ref64):.2e}, loop vs float64 loop {rel(loop[:n64], ref64):.2e}")
+    print(f"peak extra memory of query  : {mem.peak / 2**20:8.1f} MiB (one chunk, cold)")
+
+
+def scan(a: argparse.Namespace, device: torch.device) -> None:
+    net, shape = make_model("resnet18-w64-32x32", device)
+    learner = Learner(net)
+    strat = EntGradNorm(chunk_size=a.chunk)
+    print("\n== S scan, resnet18-w64-32x32, default (automatic) chunk; the pool streams from host memory")
+    for s in a.scan_sizes:
+        g = torch.Generator().manual_seed(s)
+        xs = torch.randn(s, *shape, generator=g)
+        with PeakMemory(device) as mem:
+            t, _ = timed(lambda: torch.cat([strat.measure(learner, xs[i : i + 256].to(device))
+                                            for i in range(0, s, 256)]), device)
+        print(f"S = {s:5d}: {t:8.1f} s ({s / t:6.2f} samples/s), peak extra memory {mem.peak / 2**20:7.1f} MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--n", type=int, default=256, help="samples scored by the batched query and the train step")
+    ap.add_argument("--loop-n", type=int, default=64, help="samples scored by the one-sample loop")
+    ap.add_argument("--f64-n", type=int, default=16, help="samples for the float64 reference")
+    ap.add_argument("--chunk", type=int, default=None, help="query chunk (default: automatic)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 convolutions and matmuls on a GPU")
+    ap.add_argument("--scan", action="store_true")
+    ap.add_argument("--scan-sizes", type=int, nargs="+", default=[1000, 2000, 4000])
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"machine: {platform.node()} {platform.machine()}{gpu}; torch {torch.__version__}; "
+          f"device {device}; TF32 {a.tf32}; threads {torch.get_num_threads()}; date {time.strftime('%Y-%m-%d')}")
+    for name in a.models:
+        bench_model(name, a, device)
+    if a.scan:
+        scan(a, device)
+
+
+if __name__ == "__main__":
+    main()
