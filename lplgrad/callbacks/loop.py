@@ -12,6 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +23,25 @@ from lplgrad.data import ActiveDataModule
 from lplgrad.evaluation import evaluate
 from lplgrad.query import gather_padded, measure_all, score_and_select, shard
 from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
+
+
+@dataclass
+class RoundEnd:
+    """What a finished round hands to callbacks that implement ``on_round_end(trainer, pl_module, event)``."""
+
+    round: int
+    labeled: int  # labeled-set size the round trained on
+    metrics: dict[str, torch.Tensor]  # test "acc", "per_class_acc" (C,), "confusion" (C, C)
+    train_seconds: float
+    query_seconds: float
+    candidates: torch.Tensor | None = None  # (N,) candidate indices, ascending; None if no query
+    scores: torch.Tensor | None = None  # (N,) their scores
+    selected: torch.Tensor | None = None  # (k,) the queried indices
+    step: int = field(default=0)  # the labeled-set size, the x axis of per-round plots
+
+
+def _callbacks_with(trainer: Trainer, hook: str) -> list:
+    return [cb for cb in trainer.callbacks if hasattr(cb, hook)]
 
 
 class ActiveLearningLoop(Callback):
@@ -96,9 +116,11 @@ class ActiveLearningLoop(Callback):
             "queried": [],
         }
         k = dm.next_query_size()
+        event = RoundEnd(self.round, n_labeled, metrics, row["train_seconds"], 0.0, step=n_labeled)
         if k > 0:
             t0 = time.monotonic()
             selected, cand_idx, scores = self.query(trainer, learner, k)
+            event.candidates, event.scores, event.selected = cand_idx, scores, selected
             row["query_seconds"] = round(time.monotonic() - t0, 3)
             row["queried"] = selected.tolist()
             dm.add_labeled(selected, self.round)
@@ -106,6 +128,9 @@ class ActiveLearningLoop(Callback):
                 write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
                                  cand_idx, scores, selected)
         self.history.append(row)
+        event.query_seconds = row["query_seconds"]
+        for cb in _callbacks_with(trainer, "on_round_end"):
+            cb.on_round_end(trainer, learner, event)
         self._record(trainer, row, metrics, finished=k == 0)
         if k > 0:
             self.round += 1
@@ -129,7 +154,7 @@ class ActiveLearningLoop(Callback):
             cand_idx, cand_meas = self._measure(trainer, learner, cand, rank, world)
             lab_meas = None
             if strategy.uses_labeled:
-                _, lab_meas = self._measure(trainer, learner, dm.labeled, rank, world)
+                _, lab_meas = self._measure(trainer, learner, dm.labeled, rank, world, "labeled")
             selected, scores = score_and_select(
                 strategy, cand_idx, cand_meas, lab_meas, k, dm.generator(self.round, 2)
             )
@@ -137,12 +162,19 @@ class ActiveLearningLoop(Callback):
             learner.train(was_training)
         return selected, cand_idx, scores
 
-    def _measure(self, trainer: Trainer, learner: LightningModule, indices: torch.Tensor, rank: int, world: int):
+    def _measure(self, trainer: Trainer, learner: LightningModule, indices: torch.Tensor, rank: int, world: int,
+                 what: str = "candidates"):
         dm: ActiveDataModule = trainer.datamodule
         mine = shard(indices, rank, world)
         probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
-        meas = measure_all(learner, learner.strategy, dm.pool_dataloader(probe), learner.device)[: len(mine)]
-        return gather_padded(mine, meas, world, trainer.strategy.all_gather)
+        watchers = _callbacks_with(trainer, "on_query_progress")
+        for cb in _callbacks_with(trainer, "on_query_start"):
+            cb.on_query_start(trainer, learner, len(probe), what)
+        meas = measure_all(learner, learner.strategy, dm.pool_dataloader(probe), learner.device,
+                           on_batch=(lambda n: [cb.on_query_progress(trainer, learner, n) for cb in watchers]))
+        for cb in _callbacks_with(trainer, "on_query_end"):
+            cb.on_query_end(trainer, learner)
+        return gather_padded(mine, meas[: len(mine)], world, trainer.strategy.all_gather)
 
     # ---- records --------------------------------------------------------------------------
     def _record(self, trainer: Trainer, row: dict[str, Any], metrics: dict[str, torch.Tensor], finished: bool) -> None:
