@@ -5,7 +5,7 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
-from lplgrad.callbacks import ActiveLearningLoop
+from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundFigures
 from lplgrad.data import ActiveDataModule
 from lplgrad.datasets import DatasetNotFoundError
 from lplgrad.module import ActiveLearner
@@ -14,6 +14,8 @@ from lplgrad.module import ActiveLearner
 class LPLgradCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
+        parser.add_lightning_class_args(RoundFigures, "figures")
+        parser.add_lightning_class_args(QueryProgressBar, "query_progress")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 

@@ -1,4 +1,6 @@
-"""Callbacks: the active-learning rounds."""
+"""Callbacks: the active-learning rounds, the per-round figures in TensorBoard, the query's progress bar."""
+from lplgrad.callbacks.figures import RoundFigures
 from lplgrad.callbacks.loop import ActiveLearningLoop
+from lplgrad.callbacks.progress import QueryProgressBar
 
-__all__ = ["ActiveLearningLoop"]
+__all__ = ["ActiveLearningLoop", "QueryProgressBar", "RoundFigures"]
