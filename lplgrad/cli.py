@@ -1,14 +1,28 @@
 """``python -m lplgrad fit --config configs/<dataset>.yaml``: LightningCLI with the rounds loop."""
 from __future__ import annotations
 
+import shutil
 import sys
+from argparse import ArgumentError
+from pathlib import Path
 
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundFigures
 from lplgrad.data import ActiveDataModule
-from lplgrad.datasets import DatasetNotFoundError
+from lplgrad.errors import LPLgradError, RunExistsError
 from lplgrad.module import ActiveLearner
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RUN_FILES = ("rounds.jsonl", "labeled.csv", "finished.json", "candidates", "checkpoints")
+
+
+def _latest_resumable(save_dir: str, name: str) -> str | None:
+    """The newest ``save_dir/name/<version>`` with a checkpoints/last.ckpt and no finished.json."""
+    runs = [d for d in Path(save_dir, name).glob("*") if (d / "checkpoints" / "last.ckpt").is_file()
+            and not (d / "finished.json").exists()]
+    return max(runs, key=lambda d: (d / "checkpoints" / "last.ckpt").stat().st_mtime).name if runs else None
 
 
 class LPLgradCLI(LightningCLI):
@@ -16,12 +30,66 @@ class LPLgradCLI(LightningCLI):
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
         parser.add_lightning_class_args(RoundFigures, "figures")
         parser.add_lightning_class_args(QueryProgressBar, "query_progress")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # last.ckpt is written only together with a top-k checkpoint: keep the newest epoch and a copy as last
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="start anew in a run folder that already holds an experiment (its records are deleted)")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        """``--ckpt_path last`` without a logger version resumes the newest unfinished run folder."""
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        if cfg is None or cfg.get("ckpt_path") != "last":
+            return
+        logger = cfg.trainer.get("logger")
+        args = getattr(logger, "init_args", None)
+        if args is None or "save_dir" not in args or args.get("version") is not None:
+            return
+        version = _latest_resumable(args.save_dir, args.get("name") or "lightning_logs")
+        if version is not None:
+            args.version = version
+
+    def before_fit(self) -> None:
+        cfg = self.config[self.subcommand]
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        run = Path(trainer.log_dir)
+        if cfg.get("ckpt_path") or not (run / "rounds.jsonl").exists():
+            return
+        if not cfg.get("overwrite"):
+            what = "a finished" if (run / "finished.json").exists() else "an unfinished"
+            raise RunExistsError(f"{run} already holds {what} experiment: resume it with --ckpt_path last, start a new "
+                                 "run folder (another trainer.logger.init_args.version), or pass --overwrite true")
+        for name in RUN_FILES:
+            p = run / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's multi-line message condensed to the key and its most specific reason."""
+    lines = [ln.strip(" -") for ln in message.splitlines() if ln.strip()]
+    if not lines:
+        return message
+    key = lines[0].rstrip(":").replace("Parser key ", "").replace('"', "")
+    for i, ln in enumerate(lines):
+        if ln.startswith("Problem with given class_path") and i + 1 < len(lines):
+            nested = lines[i + 1]
+            if nested.startswith("Parser key") and i + 2 < len(lines):  # an init arg of that class
+                inner = nested.rstrip(":").replace("Parser key ", "").replace('"', "")
+                return f"{key}.init_args.{inner}: {lines[i + 2]}"
+            return f"{key}: {ln.replace('Problem with given ', '').rstrip(':')}: {nested}"
+    return f"{key}: {lines[1]}" if len(lines) > 1 else key
+
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
-    """Build (and with ``run``, execute) the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+    """Build (and with ``run``, execute) the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests).
+
+    An :class:`LPLgradError` (missing data, impossible sizes, an existing run, a diverged loss)
+    stops with one line on stderr and a non-zero exit code.
+    """
     try:
         return LPLgradCLI(
             ActiveLearner,
@@ -29,7 +97,12 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
             args=args,
             run=run,
             trainer_defaults={"max_epochs": -1, "num_sanity_val_steps": 0},
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in SUBCOMMANDS}},
         )
-    except DatasetNotFoundError as e:
+    except LPLgradError as e:
         print(f"lplgrad: error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+    except ArgumentError as e:  # an unknown option, class or value: one line, not the whole usage
+        print(f"lplgrad: error: {_one_line(str(e))} (see --help)", file=sys.stderr)
         raise SystemExit(2) from None

@@ -7,9 +7,45 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lplgrad.datasets import ImageDataset, Transformed
+from lplgrad.errors import ConfigError, DataError
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), the same on every machine."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class EpochShuffle(Sampler[int]):
+    """Shuffles by (seed, epoch) only, never from the global random stream.
+
+    Lightning calls ``set_epoch`` every epoch. The permutation, and the loader generator that
+    seeds the next iterator's workers, then depend on nothing else, so a run resumed from a
+    checkpoint draws the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int, loader_generator: torch.Generator) -> None:
+        self.n, self.seed, self.loader_generator = n, seed, loader_generator
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.loader_generator.manual_seed(_mix(self.seed, epoch, 1))
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 0))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class ActiveDataModule(LightningDataModule):
@@ -45,11 +81,16 @@ class ActiveDataModule(LightningDataModule):
         for name, v in (("initial_size", initial_size), ("query_size", query_size), ("subset_size", subset_size),
                         ("budget", budget), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if v < 1:
-                raise ValueError(f"data.{name} must be positive, got {v}")
+                raise ConfigError(f"data.{name} must be positive, got {v}")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if test_size is not None and test_size < 1:
+            raise ConfigError(f"data.test_size must be positive or null, got {test_size}")
         if query_size > subset_size:
-            raise ValueError(f"data.query_size ({query_size}) is larger than data.subset_size ({subset_size})")
+            raise ConfigError(f"data.query_size ({query_size}) is larger than data.subset_size ({subset_size}): "
+                              "a round cannot pick more samples than it scores")
         if initial_size > budget:
-            raise ValueError(f"data.initial_size ({initial_size}) is larger than data.budget ({budget})")
+            raise ConfigError(f"data.initial_size ({initial_size}) is larger than data.budget ({budget})")
         self.dataset = dataset
         self.initial_size, self.query_size = initial_size, query_size
         self.subset_size, self.budget = subset_size, budget
@@ -74,15 +115,28 @@ class ActiveDataModule(LightningDataModule):
                 test = Subset(test, torch.randperm(len(test), generator=g)[: self.test_size].sort().values.tolist())
             self._test_view = test
             self._check_labels()
+            self._check_sizes()
         if self.labeled is None:
             self._initial_split()
 
     def _check_labels(self) -> None:
         for name, ds in (("train", self.train_set), ("test", self.test_set)):
-            if len(ds) and int(ds.targets.max()) >= self.num_classes:
-                raise ValueError(f"the {name} split has label {int(ds.targets.max())} but num_classes is {self.num_classes}")
-            if len(ds) and int(ds.targets.min()) < 0:
-                raise ValueError(f"the {name} split has a negative label")
+            if len(ds) == 0:
+                raise DataError(f"the {name} split of {type(self.dataset).__name__} is empty")
+            if int(ds.targets.max()) >= self.num_classes or int(ds.targets.min()) < 0:
+                raise DataError(f"the {name} split has labels from {int(ds.targets.min())} to {int(ds.targets.max())} "
+                                f"but num_classes is {self.num_classes}")
+
+    def _check_sizes(self) -> None:
+        """Sizes that need the pool: refused, except S larger than the pool (scored whole, with a warning)."""
+        pool = self.pool_size
+        if self.budget > pool:
+            raise ConfigError(f"data.budget ({self.budget}) is larger than the pool ({pool} training images)")
+        if self.initial_size > pool:
+            raise ConfigError(f"data.initial_size ({self.initial_size}) is larger than the pool ({pool})")
+        if self.subset_size > pool - self.initial_size:
+            rank_zero_warn(f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
+                           f"({pool - self.initial_size}): every round scores the whole unlabeled pool")
 
     @property
     def pool_size(self) -> int:
@@ -101,8 +155,6 @@ class ActiveDataModule(LightningDataModule):
         return torch.Generator().manual_seed(self._seed() * 1_000_003 + round_ * 101 + purpose)
 
     def _initial_split(self) -> None:
-        if self.initial_size > self.pool_size:
-            raise ValueError(f"data.initial_size ({self.initial_size}) is larger than the pool ({self.pool_size})")
         perm = torch.randperm(self.pool_size, generator=self.generator(0, 0))
         self.labeled = perm[: self.initial_size].clone()
         self.labeled_round = torch.full((self.initial_size,), -1, dtype=torch.long)
@@ -127,9 +179,11 @@ class ActiveDataModule(LightningDataModule):
     def add_labeled(self, indices: Tensor, round_: int) -> None:
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
         if len(torch.unique(indices)) != len(indices):
-            raise ValueError("a query returned the same index twice")
+            raise RuntimeError("a query returned the same index twice")
         if torch.isin(indices, self.labeled).any():
-            raise ValueError("a query returned an index that is already labeled")
+            raise RuntimeError("a query returned an index that is already labeled")
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.pool_size):
+            raise RuntimeError("a query returned an index outside the pool")
         self.labeled = torch.cat([self.labeled, indices])
         self.labeled_round = torch.cat([self.labeled_round, torch.full_like(indices, round_)])
 
@@ -142,7 +196,11 @@ class ActiveDataModule(LightningDataModule):
                           persistent_workers=False, pin_memory=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(Subset(self._train_view, self.labeled.tolist()), self.batch_size, shuffle=True)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        gen = torch.Generator()
+        sampler = EpochShuffle(len(self.labeled), self._seed(), epoch, gen)
+        return DataLoader(Subset(self._train_view, self.labeled.tolist()), batch_size=self.batch_size,
+                          sampler=sampler, generator=gen, num_workers=self.num_workers)
 
     def pool_dataloader(self, indices: Tensor) -> DataLoader:
         """Images at ``indices`` with the evaluation transform, in order."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.losses import loss_prediction_loss
 from lplgrad.nets import LossPredictionHead, ResNet18
 from lplgrad.strategies import LPLgrad, QueryStrategy
@@ -67,7 +68,7 @@ class ActiveLearner(LightningModule):
         self.save_hyperparameters(ignore=["backbone", "strategy", "optimizer", "scheduler"])
         self.strategy = strategy if strategy is not None else LPLgrad()
         if self.strategy.requires_aux and not use_aux:
-            raise ValueError(f"{type(self.strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
+            raise ConfigError(f"{type(self.strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
         self.net = backbone(num_classes, in_channels)
         self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
         self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
@@ -76,6 +77,7 @@ class ActiveLearner(LightningModule):
         self.automatic_optimization = False
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.epoch_in_round = 0  # set by the rounds callback
+        self.round_index = 0  # set by the rounds callback
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
@@ -95,6 +97,12 @@ class ActiveLearner(LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss, ce, aux, logits = self.losses(x, y)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} in round {self.round_index}, epoch {self.epoch_in_round} "
+                f"of the round, global step {self.global_step}: stopped; the last good checkpoint is kept "
+                "(checkpoints/last.ckpt of the run folder)"
+            )
         opts = _as_list(self.optimizers())
         for opt in opts:
             opt.zero_grad(set_to_none=True)

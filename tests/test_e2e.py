@@ -54,7 +54,7 @@ def test_three_rounds_end_to_end(tmp_path):
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
     assert json.loads((run_dir(tmp_path) / "finished.json").read_text())["labeled"] == 50
     # the checkpoint holds the split as tensors and loads with weights_only=True
-    (ckpt,) = list((run_dir(tmp_path) / "checkpoints").glob("*.ckpt"))
+    ckpt = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
     saved = state["ActiveDataModule"]["labeled"]
     assert isinstance(saved, torch.Tensor) and saved.tolist() == labeled

@@ -28,7 +28,7 @@ def test_two_rounds_on_real_fashion_mnist(tmp_path):
         "--trainer.enable_progress_bar", "false",
         "--data.dataset.init_args.download", "false",
         "--data.subset_size", "300", "--data.budget", "200", "--data.test_size", "2000",
-        "--loop.epochs_per_round", "6",
+        "--loop.epochs_per_round", "20",
     ])
     dm = cli.datamodule
     assert dm.pool_size == 60000 and len(dm.test_set) == 10000

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lplgrad.data import ActiveDataModule
+from lplgrad.errors import ConfigError
 from lplgrad.evaluation import evaluate
 from lplgrad.query import gather_padded, measure_all, score_and_select, shard
 from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
@@ -40,6 +43,25 @@ class RoundEnd:
     step: int = field(default=0)  # the labeled-set size, the x axis of per-round plots
 
 
+def rng_state() -> dict[str, Any]:
+    """The global random states as tensors and plain values (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def _callbacks_with(trainer: Trainer, hook: str) -> list:
     return [cb for cb in trainer.callbacks if hasattr(cb, hook)]
 
@@ -54,7 +76,7 @@ class ActiveLearningLoop(Callback):
 
     def __init__(self, epochs_per_round: int = 200, save_candidates: bool = True) -> None:
         if epochs_per_round < 1:
-            raise ValueError(f"loop.epochs_per_round must be positive, got {epochs_per_round}")
+            raise ConfigError(f"loop.epochs_per_round must be positive, got {epochs_per_round}")
         self.epochs_per_round = epochs_per_round
         self.save_candidates = save_candidates
         self.round = 0
@@ -66,12 +88,17 @@ class ActiveLearningLoop(Callback):
 
     # ---- state in checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "round_start_epoch": self.round_start_epoch, "history": self.history}
+        # saved at the end of an epoch, with the random state the next epoch starts from, so that a
+        # resumed run shuffles, augments and selects exactly as an uninterrupted one
+        return {"round": self.round, "round_start_epoch": self.round_start_epoch, "history": self.history,
+                "rng": rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round = int(state["round"])
         self.round_start_epoch = int(state["round_start_epoch"])
         self.history = list(state["history"])
+        if "rng" in state:
+            set_rng_state(state["rng"])
 
     # ---- hooks ----------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -95,6 +122,7 @@ class ActiveLearningLoop(Callback):
             trainer.reload_dataloaders_every_n_epochs = self._reload_setting
             self._reload_setting = None
         pl_module.epoch_in_round = trainer.current_epoch - self.round_start_epoch
+        pl_module.round_index = self.round
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.current_epoch - self.round_start_epoch == self.epochs_per_round - 1:
@@ -113,6 +141,7 @@ class ActiveLearningLoop(Callback):
             "test_acc": float(metrics["acc"]),
             "train_seconds": round(train_seconds, 3),
             "query_seconds": 0.0,
+            "processes": world,
             "queried": [],
         }
         k = dm.next_query_size()
@@ -124,6 +153,7 @@ class ActiveLearningLoop(Callback):
             row["query_seconds"] = round(time.monotonic() - t0, 3)
             row["queried"] = selected.tolist()
             dm.add_labeled(selected, self.round)
+            self._check_processes_agree(trainer, dm.labeled, self.round)
             if trainer.is_global_zero and self.save_candidates and self.run_dir is not None:
                 write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
                                  cand_idx, scores, selected)
@@ -161,6 +191,15 @@ class ActiveLearningLoop(Callback):
         finally:
             learner.train(was_training)
         return selected, cand_idx, scores
+
+    @staticmethod
+    def _check_processes_agree(trainer: Trainer, labeled: torch.Tensor, round_: int) -> None:
+        """Every process must hold the same labeled set after a query."""
+        if trainer.world_size == 1:
+            return
+        everyone = trainer.strategy.all_gather(labeled.to(trainer.lightning_module.device))  # (world, n)
+        if not all(torch.equal(everyone[0], everyone[r]) for r in range(everyone.shape[0])):
+            raise RuntimeError(f"processes disagree on the labeled set after round {round_}")
 
     def _measure(self, trainer: Trainer, learner: LightningModule, indices: torch.Tensor, rank: int, world: int,
                  what: str = "candidates"):

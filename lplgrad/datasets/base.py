@@ -11,8 +11,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from lplgrad.errors import LPLgradError
 
-class DatasetNotFoundError(RuntimeError):
+
+class DatasetNotFoundError(LPLgradError, RuntimeError):
     """A dataset is missing and could not be downloaded; the message says how to get it."""
 
 

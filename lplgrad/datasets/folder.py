@@ -8,6 +8,16 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+from lplgrad.errors import DataError
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:
+        return False
 
 
 def _classes(split_dir: Path) -> list[str]:
@@ -33,8 +43,9 @@ class ImageFolder(ImageDataset):
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
         flip: bool = True,
+        verify: bool = True,
     ) -> None:
-        self.root, self.train_dir, self.test_dir = root, train_dir, test_dir
+        self.root, self.train_dir, self.test_dir, self.verify = root, train_dir, test_dir, verify
         self.image_size, self.padding, self.flip = image_size, max(1, image_size // 8), flip
         self.in_channels = 1 if grayscale else 3
         self.mean = tuple(mean) if mean else (0.5,) * self.in_channels
@@ -47,6 +58,8 @@ class ImageFolder(ImageDataset):
             )
         self._classes = _classes(train)
         self.num_classes = len(self._classes)
+        if self.num_classes < 2:
+            raise DataError(f"{train} has {self.num_classes} class folder ({self._classes[0]}): a classifier needs at least 2")
 
     def class_names(self) -> list[str]:
         return list(self._classes)
@@ -57,7 +70,7 @@ class ImageFolder(ImageDataset):
             raise DatasetNotFoundError(f"{split} does not exist: put the images as {split}/<class>/<image>")
         unknown = sorted(set(_classes(split)) - set(self._classes))
         if unknown:
-            raise ValueError(f"{split} has classes that {self.train_dir}/ lacks: {unknown}")
+            raise DataError(f"{split} has classes that {self.train_dir}/ lacks: {unknown}")
         files, labels = [], []
         for c, name in enumerate(self._classes):
             d = split / name
@@ -69,6 +82,12 @@ class ImageFolder(ImageDataset):
                     labels.append(c)
         if not files:
             raise DatasetNotFoundError(f"{split} holds no images ({', '.join(IMG_EXTENSIONS)})")
+        if self.verify:
+            bad = [f for f in files if not _readable(f)]
+            if bad:
+                shown = ", ".join(str(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise DataError(f"{len(bad)} unreadable or corrupt image(s) in {split}: {shown} "
+                                "(remove or replace them, or set data.dataset.init_args.verify false to skip this check)")
         mode = "L" if self.in_channels == 1 else "RGB"
 
         def image(i: int) -> Image.Image:

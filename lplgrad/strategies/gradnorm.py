@@ -7,10 +7,12 @@ authors' code does; ``norm="global"`` is the Frobenius norm of the paper's text.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from lplgrad.errors import ConfigError
 from lplgrad.gradnorm import (
     combine,
     per_sample_sq_norms,
@@ -71,17 +73,17 @@ class EntGradNorm(QueryStrategy):
 
     def __init__(
         self,
-        norm: str = "per_tensor",
+        norm: Literal["per_tensor", "global"] = "per_tensor",
         chunk_size: int | None = None,
         max_memory_mb: int | None = None,
-        method: str = "batched",
+        method: Literal["batched", "loop"] = "batched",
     ) -> None:
         if norm not in ("per_tensor", "global"):
-            raise ValueError(f"norm must be 'per_tensor' or 'global', got {norm!r}")
+            raise ConfigError(f"model.strategy norm must be 'per_tensor' or 'global', got {norm!r}")
         if method not in ("batched", "loop"):
-            raise ValueError(f"method must be 'batched' or 'loop', got {method!r}")
+            raise ConfigError(f"model.strategy method must be 'batched' or 'loop', got {method!r}")
         if chunk_size is not None and chunk_size < 1:
-            raise ValueError("chunk_size must be positive")
+            raise ConfigError("model.strategy chunk_size must be positive")
         self.norm = norm
         self.chunk_size = chunk_size
         self.max_memory_mb = max_memory_mb

@@ -1,0 +1,92 @@
+"""DDP: sharded scoring with a padded gather selects exactly what one process selects."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lplgrad.nets import SmallCNN
+from lplgrad.query import gather_padded, measure_all, score_and_select, shard
+from lplgrad.records import read_rounds
+from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = {"LPLgrad": LPLgrad, "Coreset": Coreset, "Random": Random, "Entropy": Entropy}
+
+
+def learner() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Module()
+    m.net = SmallCNN(5, 3, 4)
+    with torch.no_grad():
+        m.net.train()
+        m.net(torch.randn(16, 3, 12, 12))
+    return m.eval()
+
+
+def pool(n: int) -> torch.Tensor:
+    return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(n))
+
+
+def select(name: str, n: int, k: int, rank: int, world: int, all_gather) -> torch.Tensor:
+    model, images = learner(), pool(n)
+    cand = torch.arange(1, n, 2)  # candidates: odd indices; labeled: the first few even ones
+    labeled = torch.arange(0, 8, 2)
+    strategy = STRATEGIES[name]()
+
+    def measured(indices):
+        mine = shard(indices, rank, world)
+        loader = DataLoader(TensorDataset(images[mine], torch.zeros(len(mine))), batch_size=3)
+        return gather_padded(mine, measure_all(model, strategy, loader, torch.device("cpu")), world, all_gather)
+
+    cand_idx, cand_meas = measured(cand)
+    lab_meas = measured(labeled)[1] if strategy.uses_labeled else None
+    return score_and_select(strategy, cand_idx, cand_meas, lab_meas, k, torch.Generator().manual_seed(7))[0]
+
+
+def _worker(rank: int, world: int, port: int, name: str, n: int, k: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+
+    def all_gather(t):
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.stack(parts)
+
+    try:
+        torch.save(select(name, n, k, rank, world, all_gather), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("n", [23, 30])  # 11 and 15 candidates: shards of unequal size
+def test_two_process_selection_equals_one_process(tmp_path, name, n):
+    single = select(name, n, 5, 0, 1, None)
+    port = 29500 + (hash((name, n)) % 1000)
+    mp.spawn(_worker, args=(2, port, name, n, 5, str(tmp_path / "sel")), nprocs=2, join=True)
+    for r in range(2):
+        assert torch.load(tmp_path / f"sel.{r}").tolist() == single.tolist()
+
+
+def test_two_process_experiment(tmp_path):
+    cmd = [sys.executable, "-m", "lplgrad", "fit", "--config", str(ROOT / "configs/digits.yaml"),
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+           "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
+           "--data.subset_size", "61", "--data.budget", "50", "--loop.epochs_per_round", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    # the loop all-gathers the labeled set after every query and stops if the processes disagree
+    assert [r["labeled"] for r in rows] == [20, 35, 50] and all(r["processes"] == 2 for r in rows)
+    queried = [i for r in rows for i in r["queried"]]
+    assert len(queried) == len(set(queried)) == 30
