@@ -47,6 +47,7 @@ class ActiveLearner(LightningModule):
         margin, aux_weight: the ranking loss's margin and its weight lambda.
         epoch_loss: epoch of the round after which A's input features are detached.
         aux_hidden: width of A's per-stage blocks.
+        channels_last: keep M's convolutions in NHWC memory format (a GPU speed setting).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class ActiveLearner(LightningModule):
         epoch_loss: int = 120,
         aux_hidden: int = 128,
         schedule_aux: bool = False,
+        channels_last: bool = False,
         optimizer: OptimizerCallable = sgd,
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
@@ -70,6 +72,9 @@ class ActiveLearner(LightningModule):
         if self.strategy.requires_aux and not use_aux:
             raise ConfigError(f"{type(self.strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
         self.net = backbone(num_classes, in_channels)
+        self.channels_last = channels_last
+        if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
         self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
         self.schedule_aux = schedule_aux
@@ -84,6 +89,8 @@ class ActiveLearner(LightningModule):
 
     def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """(total, mean cross-entropy, ranking loss or None, logits) of a batch."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits, feats = self.net(x)
         target_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
         ce = target_loss.mean()
