@@ -138,6 +138,3 @@ class ActiveLearner(LightningModule):
         optimizers = [self._optimizer(g) for g in groups]
         schedulers = [self._scheduler(o) for o in optimizers]
         return optimizers, [{"scheduler": s, "interval": "epoch"} for s in schedulers]
-
-    def lr_scheduler_step(self, scheduler, metric) -> None:  # manual optimisation steps them itself
-        scheduler.step()
