@@ -13,7 +13,7 @@ import math
 import random
 import time
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,11 @@ class RoundEnd:
     candidates: torch.Tensor | None = None  # (N,) candidate indices, ascending; None if no query
     scores: torch.Tensor | None = None  # (N,) their scores
     selected: torch.Tensor | None = None  # (k,) the queried indices
-    step: int = field(default=0)  # the labeled-set size, the x axis of per-round plots
+
+    @property
+    def step(self) -> int:
+        """The x axis of per-round plots: the labeled-set size."""
+        return self.labeled
 
 
 def rng_state() -> dict[str, Any]:
@@ -145,11 +149,10 @@ class ActiveLearningLoop(Callback):
             "queried": [],
         }
         k = dm.next_query_size()
-        event = RoundEnd(self.round, n_labeled, metrics, row["train_seconds"], 0.0, step=n_labeled)
+        selected = cand_idx = scores = None
         if k > 0:
             t0 = time.monotonic()
             selected, cand_idx, scores = self.query(trainer, learner, k)
-            event.candidates, event.scores, event.selected = cand_idx, scores, selected
             row["query_seconds"] = round(time.monotonic() - t0, 3)
             row["queried"] = selected.tolist()
             dm.add_labeled(selected, self.round)
@@ -158,10 +161,11 @@ class ActiveLearningLoop(Callback):
                 write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
                                  cand_idx, scores, selected)
         self.history.append(row)
-        event.query_seconds = row["query_seconds"]
+        event = RoundEnd(self.round, n_labeled, metrics, row["train_seconds"], row["query_seconds"],
+                         cand_idx, scores, selected)
         for cb in _callbacks_with(trainer, "on_round_end"):
             cb.on_round_end(trainer, learner, event)
-        self._record(trainer, row, metrics, finished=k == 0)
+        self._record(trainer, row, finished=k == 0)
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
@@ -216,7 +220,7 @@ class ActiveLearningLoop(Callback):
         return gather_padded(mine, meas[: len(mine)], world, trainer.strategy.all_gather)
 
     # ---- records --------------------------------------------------------------------------
-    def _record(self, trainer: Trainer, row: dict[str, Any], metrics: dict[str, torch.Tensor], finished: bool) -> None:
+    def _record(self, trainer: Trainer, row: dict[str, Any], finished: bool) -> None:
         n = row["labeled"]
         for logger in trainer.loggers:
             logger.log_metrics({"al/test_acc": row["test_acc"], "al/train_seconds": row["train_seconds"],
