@@ -15,7 +15,6 @@ from lplgrad.errors import LPLgradError, RunExistsError
 from lplgrad.module import ActiveLearner
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-RUN_FILES = ("rounds.jsonl", "labeled.csv", "finished.json", "candidates", "checkpoints")
 
 
 def _latest_resumable(save_dir: str, name: str) -> str | None:
@@ -34,7 +33,7 @@ class LPLgradCLI(LightningCLI):
         # last.ckpt is written only together with a top-k checkpoint: keep the newest epoch and a copy as last
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
         parser.add_argument("--overwrite", type=bool, default=False,
-                            help="start anew in a run folder that already holds an experiment (its records are deleted)")
+                            help="start anew in a run folder that already holds an experiment (the old folder is deleted)")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 
@@ -63,9 +62,7 @@ class LPLgradCLI(LightningCLI):
             what = "a finished" if (run / "finished.json").exists() else "an unfinished"
             raise RunExistsError(f"{run} already holds {what} experiment: resume it with --ckpt_path last, start a new "
                                  "run folder (another trainer.logger.init_args.version), or pass --overwrite true")
-        for name in RUN_FILES:
-            p = run / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        shutil.rmtree(run)  # records, checkpoints, TensorBoard events and projector files: all of the old run
 
 
 def _one_line(message: str) -> str:

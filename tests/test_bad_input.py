@@ -98,3 +98,4 @@ def test_finished_run_is_not_overwritten_without_the_flag(tmp_path, capsys):
     assert (rounds.read_bytes(), rounds.stat().st_mtime_ns) == before
     cli_main(args + ["--overwrite", "true", "--seed_everything", "5"])
     assert rounds.read_bytes() != before[0]
+    assert len(list(rounds.parent.glob("events.out.tfevents.*"))) == 1  # the old run's events are gone too
