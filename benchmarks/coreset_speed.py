@@ -6,12 +6,13 @@ whether they selected the same set. Usage: python benchmarks/coreset_speed.py [-
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
+from lplgrad import allocator
 from lplgrad.strategies.coreset import k_center_greedy
+from machine import describe  # benchmarks/machine.py
 
 
 def full_matrix_k_center(points: torch.Tensor, centres: torch.Tensor, k: int) -> torch.Tensor:
@@ -53,11 +54,14 @@ def full_matrix_running_min(points: torch.Tensor, centres: torch.Tensor, k: int)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
+                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--m", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--k", type=int, default=1000)
     a = ap.parse_args()
+    malloc = allocator.apply(a.malloc)
     dev = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
     # pooled ReLU features are non-negative: use |N(0, 1)| like them
@@ -78,8 +82,7 @@ def main() -> None:
     ref = full_matrix_k_center(points, centres, a.k)
     sync()
     t_ref = time.perf_counter() - t
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"device {dev}, threads {torch.get_num_threads()}")
+    print(describe(dev, malloc))
     print(f"candidates {a.n}, labeled {a.m}, dim {a.dim}, k {a.k}")
     print(f"k-center greedy, no N x N matrix : {t_ours:8.3f} s")
     print(f"full matrix, min over the block  : {t_ref:8.3f} s   speed-up {t_ref / t_ours:6.1f}x   "

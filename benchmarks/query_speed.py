@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lplgrad import allocator
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18
 from lplgrad.strategies import EntGradNorm
+from machine import describe  # benchmarks/machine.py
 
 MODELS = {  # name: (backbone, input shape, classes)
     "resnet18-w64-32x32": (lambda: ResNet18(10, 3, 64), (3, 32, 32)),
@@ -33,6 +34,12 @@ class Learner(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+
+
+MEMORY_NOTE = {  # on a CPU the figure is the rise of the resident set
+    "default": "",
+    "lplgrad": "; pages the allocator kept are reused: --malloc default gives the footprint",
+}
 
 
 def _rss(field: str) -> int:
@@ -105,6 +112,17 @@ def timed(fn, device: torch.device) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
+def best_of(fns: dict, reps: int, device: torch.device) -> tuple[dict, dict]:
+    """Each function ``reps`` times, interleaved (a burst of noise hits all sides alike);
+    the best time of each (noise only ever adds time) and each one's last output."""
+    best, out = {}, {}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t, out[name] = timed(fn, device)
+            best[name] = min(best.get(name, float("inf")), t)
+    return best, out
+
+
 def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
     net, shape = make_model(name, device)
     g = torch.Generator().manual_seed(1)
@@ -116,11 +134,6 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
     learner = Learner(net)
     with PeakMemory(device) as mem:  # the first, cold call: every buffer is new
         strat.measure(learner, x[:chunk])
-    t_fast, fast = timed(lambda: strat.measure(learner, x), device)
-
-    n_loop = min(a.loop_n, n)
-    authors_loop(net, x[:2])
-    t_loop, loop = timed(lambda: authors_loop(net, x[:n_loop]), device)
 
     train_net = copy.deepcopy(net).train()
     y = torch.randint(0, 10, (n,), generator=g).to(device)
@@ -130,24 +143,27 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
             train_net.zero_grad(set_to_none=True)
             F.cross_entropy(train_net(x[s : s + chunk])[0], y[s : s + chunk]).backward()
 
-    train_net.zero_grad()
-    F.cross_entropy(train_net(x[:chunk])[0], y[:chunk]).backward()
-    t_train, _ = timed(train_steps, device)
+    n_loop = min(a.loop_n, n)
+    authors_loop(net, x[:2])
+    train_steps()
+    best, out = best_of({"fast": lambda: strat.measure(learner, x), "train": train_steps}, a.reps, device)
+    best_loop, out_loop = best_of({"loop": lambda: authors_loop(net, x[:n_loop])}, a.loop_reps, device)
+    fast, loop = out["fast"], out_loop["loop"]
 
     n64 = min(a.f64_n, n)
     net64 = copy.deepcopy(net).double()
     ref64 = authors_loop(net64, x[:n64].double()).double()
     rel = lambda u, v: ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
 
-    fast_sps, loop_sps, train_sps = n / t_fast, n_loop / t_loop, n / t_train
+    fast_sps, loop_sps, train_sps = n / best["fast"], n_loop / best_loop["loop"], n / best["train"]
     print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, "
-          f"{n} samples (loop: {n_loop})")
+          f"{n} samples (loop: {n_loop}); best of {a.reps} interleaved runs (loop: {a.loop_reps})")
     print(f"batched query (hooks)       : {fast_sps:8.2f} samples/s")
     print(f"authors' one-sample loop    : {loop_sps:8.2f} samples/s   -> batched / loop  = {fast_sps / loop_sps:5.2f}x")
     print(f"plain training step (limit) : {train_sps:8.2f} samples/s   -> batched / train = {fast_sps / train_sps:5.2f}x")
     print(f"largest relative difference : batched vs loop {rel(fast[:n_loop], loop):.2e}, "
           f"batched vs float64 loop {rel(fast[:n64], ref64):.2e}, loop vs float64 loop {rel(loop[:n64], ref64):.2e}")
-    print(f"peak extra memory of query  : {mem.peak / 2**20:8.1f} MiB (one chunk, cold)")
+    print(f"peak extra memory of query  : {mem.peak / 2**20:8.1f} MiB (one chunk, cold){MEMORY_NOTE[a.malloc]}")
 
 
 def scan(a: argparse.Namespace, device: torch.device) -> None:
@@ -167,23 +183,26 @@ def scan(a: argparse.Namespace, device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
+                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--n", type=int, default=256, help="samples scored by the batched query and the train step")
     ap.add_argument("--loop-n", type=int, default=64, help="samples scored by the one-sample loop")
     ap.add_argument("--f64-n", type=int, default=16, help="samples for the float64 reference")
     ap.add_argument("--chunk", type=int, default=None, help="query chunk (default: automatic)")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved runs of the query and the train step")
+    ap.add_argument("--loop-reps", type=int, default=2, help="runs of the one-sample loop")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 convolutions and matmuls on a GPU")
     ap.add_argument("--scan", action="store_true")
     ap.add_argument("--scan-sizes", type=int, nargs="+", default=[1000, 2000, 4000])
     a = ap.parse_args()
+    malloc = allocator.apply(a.malloc)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = a.tf32
-    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"machine: {platform.node()} {platform.machine()}{gpu}; torch {torch.__version__}; "
-          f"device {device}; TF32 {a.tf32}; threads {torch.get_num_threads()}; date {time.strftime('%Y-%m-%d')}")
+    print(describe(device, malloc) + f"; TF32 {a.tf32}")
     for name in a.models:
         bench_model(name, a, device)
     if a.scan:

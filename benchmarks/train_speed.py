@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import time
 import warnings
 
@@ -16,8 +15,10 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
+from lplgrad import allocator
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import ResNet18
+from machine import describe  # benchmarks/machine.py
 
 
 def make(width: int, channels: int) -> ActiveLearner:
@@ -52,6 +53,8 @@ def lightning_fit(model: ActiveLearner, loader: DataLoader, device: torch.device
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
+                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
     ap.add_argument("--width", type=int, default=16, help="ResNet-18 width (16: the Fashion-MNIST CPU config)")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--channels", type=int, default=1)
@@ -59,6 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
+    malloc = allocator.apply(a.malloc)
     warnings.filterwarnings("ignore")
     device = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
@@ -77,8 +81,7 @@ def main() -> None:
             fn(m, loader, device)
             times[name].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
-    print(f"machine: {platform.node()} {platform.machine()}; torch {torch.__version__}; device {device}; "
-          f"threads {torch.get_num_threads()}; date {time.strftime('%Y-%m-%d')}")
+    print(describe(device, malloc))
     print(f"ResNet-18 width {a.width}, {a.channels}x{a.size}x{a.size}, batch {a.batch}, {a.steps} steps, M + A, "
           f"best of {a.repeats}")
     print(f"plain PyTorch loop : {n / best['plain']:8.1f} images/s")

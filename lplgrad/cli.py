@@ -9,6 +9,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from lplgrad.allocator import keep_freed_memory
 from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundFigures
 from lplgrad.data import ActiveDataModule
 from lplgrad.errors import LPLgradError, RunExistsError
@@ -85,8 +86,10 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
     """Build (and with ``run``, execute) the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests).
 
     An :class:`LPLgradError` (missing data, impossible sizes, an existing run, a diverged loss)
-    stops with one line on stderr and a non-zero exit code.
+    stops with one line on stderr and a non-zero exit code. Starts by keeping freed memory
+    for reuse (:mod:`lplgrad.allocator`).
     """
+    keep_freed_memory()
     try:
         return LPLgradCLI(
             ActiveLearner,

@@ -20,6 +20,7 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from lplgrad.allocator import keep_freed_memory
 from lplgrad.labeling.checkpoint import CHECKPOINT, latest_checkpoint, load_checkpoint, round_dirs, save_checkpoint
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.label_studio import labeling_config, local_files_prefix, read_export, tasks
@@ -290,6 +291,7 @@ def _run(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
 def cli_main(args: list[str] | None = None) -> dict[str, Any]:
     """Run one labeling round; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the summary
     written to ``proposal.json`` (plus ``round_dir``)."""
+    keep_freed_memory()
     try:
         cli = LabelCLI(
             ActiveLearner,
