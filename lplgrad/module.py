@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
@@ -48,6 +49,9 @@ class ActiveLearner(LightningModule):
         epoch_loss: epoch of the round after which A's input features are detached.
         aux_hidden: width of A's per-stage blocks.
         channels_last: keep M's convolutions in NHWC memory format (a GPU speed setting).
+        compile: ``torch.compile`` M for training steps: true, or a dict of its arguments (``mode``,
+            ``backend``, ...). The query and evaluation run M uncompiled: the query's per-layer
+            hooks need the eager modules, and each round compiles nothing new.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class ActiveLearner(LightningModule):
         aux_hidden: int = 128,
         schedule_aux: bool = False,
         channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
         optimizer: OptimizerCallable = sgd,
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
@@ -75,6 +80,9 @@ class ActiveLearner(LightningModule):
         self.channels_last = channels_last
         if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs
             self.net = self.net.to(memory_format=torch.channels_last)
+        if not isinstance(compile, (bool, dict)):
+            raise ConfigError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}")
+        self._compile_args = ({} if compile is True else dict(compile)) if compile else None
         self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
         self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
         self.schedule_aux = schedule_aux
@@ -87,11 +95,26 @@ class ActiveLearner(LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
 
+    def train_net(self) -> Callable[[Tensor], tuple[Tensor, list[Tensor]]]:
+        """M as the training step runs it: compiled (built once, on first use) when ``compile``."""
+        if self._compile_args is None:
+            return self.net
+        compiled = self.__dict__.get("_compiled_net")
+        if compiled is None or compiled._orig_mod is not self.net:
+            # kept out of the module tree: the checkpoint keys stay those of M
+            compiled = self.__dict__["_compiled_net"] = torch.compile(self.net, **self._compile_args)
+        return compiled
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_compiled_net", None)  # copies and pickles compile again when they train
+        return state
+
     def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """(total, mean cross-entropy, ranking loss or None, logits) of a batch."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits, feats = self.net(x)
+        logits, feats = (self.train_net() if self.training else self.net)(x)
         target_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
         ce = target_loss.mean()
         if self.loss_head is None:

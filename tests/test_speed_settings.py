@@ -1,7 +1,8 @@
-"""Optional speed settings give the same scores and train: channels_last, bf16 mixed precision."""
+"""Optional speed settings give the same scores and train: channels_last, bf16 mixed precision, torch.compile."""
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 
 from lplgrad.cli import cli_main
@@ -35,6 +36,59 @@ def test_bf16_mixed_and_channels_last_run(tmp_path):
     cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
               "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
               "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
+              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
+              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
+    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    assert [r["labeled"] for r in rows] == [20, 35]
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+
+
+def _step_grads(learner, x, y):
+    learner.train()
+    loss = learner.losses(x, y)[0]
+    params = [p for p in learner.parameters() if p.requires_grad]
+    return loss.detach(), torch.autograd.grad(loss, params)
+
+
+def test_compiled_training_step_equals_eager():
+    """model.compile: the same loss and gradients as eager M; checkpoint keys and the query untouched."""
+    from lplgrad.module import ActiveLearner
+
+    torch.manual_seed(0)
+    eager = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=5, in_channels=1)
+    compiled = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=5, in_channels=1,
+                             compile={"backend": "aot_eager"})
+    compiled.load_state_dict(eager.state_dict())
+    x, y = torch.randn(6, 1, 16, 16), torch.randint(0, 5, (6,))
+    loss_e, grads_e = _step_grads(eager, x, y)
+    loss_c, grads_c = _step_grads(compiled, x, y)
+    assert compiled.train_net() is not compiled.net  # the compiled wrapper ran
+    assert torch.allclose(loss_c, loss_e, rtol=1e-5)
+    for ge, gc in zip(grads_e, grads_c):
+        assert torch.allclose(gc, ge, rtol=1e-4, atol=1e-6)
+    assert set(compiled.state_dict()) == set(eager.state_dict())
+    copy.deepcopy(compiled)  # the compiled wrapper is not copied
+    compiled.eval()
+    fast = per_sample_sq_norms(compiled.net, x, sample_entropy)  # the query runs eager M
+    assert torch.allclose(fast, per_sample_sq_norms(eager.eval().net, x, sample_entropy), rtol=1e-5)
+
+
+def test_compile_runs_an_experiment(tmp_path):
+    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+              "--model.compile", '{"backend": "aot_eager"}', "--figures.images", "false",
+              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
+              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
+    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    assert [r["labeled"] for r in rows] == [20, 35]
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_runs_an_experiment(tmp_path):
+    """The default backend (inductor; needs a C++ compiler on a CPU): about a minute here."""
+    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+              "--model.compile", "true", "--figures.images", "false",
               "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
               "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
     rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
