@@ -87,3 +87,36 @@ def test_fresh_optimisers_each_round_weights_carry_over(tmp_path):
     ids = [r[1] for r in spy.rows]
     assert ids[0] == ids[1] == ids[2] and ids[3] == ids[4] == ids[5] and ids[2] != ids[3]
     assert torch.equal(spy.rows[2][5], spy.rows[3][4])  # round 1 starts from round 0's weights
+
+
+def test_epoch_metrics_are_sample_weighted_means_seen_by_callbacks():
+    """train/* are means over the epoch's samples (an odd last batch weighs less), logged once at
+    the last batch, so a callback's on_train_epoch_end reads this epoch's values."""
+    from functools import partial
+
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    m = learner(optimizer=partial(torch.optim.SGD, lr=0.0))  # M and A stay as they are all epoch
+    x, y = torch.randn(11, 3, 16, 16), torch.randint(0, 5, (11,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)  # 4, 4, 3
+    m.train()
+    with torch.no_grad():
+        parts = [m.losses(xb, yb) for xb, yb in loader]
+    want = {
+        "train/loss": sum(p[0] * len(yb) for p, (_, yb) in zip(parts, loader)) / 11,
+        "train/ce": sum(p[1] * len(yb) for p, (_, yb) in zip(parts, loader)) / 11,
+        "train/ranking_loss": sum(p[2] * len(yb) for p, (_, yb) in zip(parts, loader)) / 11,
+        "train/acc": sum((p[3].argmax(1) == yb).sum() for p, (_, yb) in zip(parts, loader)) / 11,
+    }
+    seen = {}
+
+    class Reader(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.update({k: trainer.callback_metrics[k].item() for k in want})
+
+    Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[Reader()]).fit(m, loader)
+    for k, v in want.items():
+        assert abs(seen[k] - v.item()) < 1e-5, k
