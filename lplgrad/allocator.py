@@ -3,10 +3,10 @@
 By default glibc returns freed memory to the system as soon as more than a few megabytes are
 free at the top of the heap, and serves large blocks with fresh mappings: every training step
 and query then faults in hundreds of megabytes of new pages (the activations, their gradients
-and oneDNN's layout buffers), and zeroing them costs as much as a third of a step on a small
-CPU. Keeping freed memory for reuse makes a training step about 20% and the LPLgrad query about
-35% faster on the 2-core machine of docs/benchmarks.md, at the price of holding up to
-``trim_threshold`` bytes of freed memory.
+and oneDNN's layout buffers), and zeroing them costs as much as a fifth of a step on a small
+CPU. Keeping freed memory for reuse made the Fashion-MNIST backbone's training step 11-22% and
+its LPLgrad query 31% faster on the 2-core machine of docs/benchmarks.md (ResNet-18 at width
+64: 2% and 16%), at the price of holding up to ``trim_threshold`` bytes of freed memory.
 
 Nothing is changed where the user chose an allocator: a ``MALLOC_*`` variable, an
 ``LD_PRELOAD`` (jemalloc, tcmalloc), ``LPLGRAD_MALLOC=default``, or a C library without mallopt.

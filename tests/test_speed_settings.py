@@ -18,6 +18,18 @@ def sample_entropy(model, x):
     return entropy(model(x)[0])
 
 
+def tiny_experiment(tmp_path, *options: str) -> list[dict]:
+    """Two rounds on the digits, width-4 ResNet-18, with ``options``; the rounds' records."""
+    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
+              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2", *options])
+    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    assert [r["labeled"] for r in rows] == [20, 35]
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+    return rows
+
+
 def test_channels_last_scores_equal_the_loop():
     torch.manual_seed(0)
     net = ResNet18(10, 3, 4)
@@ -33,14 +45,7 @@ def test_channels_last_scores_equal_the_loop():
 
 
 def test_bf16_mixed_and_channels_last_run(tmp_path):
-    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-              "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
-              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
-    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
-    assert [r["labeled"] for r in rows] == [20, 35]
-    assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+    tiny_experiment(tmp_path, "--trainer.precision", "bf16-mixed", "--model.channels_last", "true")
 
 
 def _step_grads(learner, x, y):
@@ -74,23 +79,10 @@ def test_compiled_training_step_equals_eager():
 
 
 def test_compile_runs_an_experiment(tmp_path):
-    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-              "--model.compile", '{"backend": "aot_eager"}', "--figures.images", "false",
-              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
-    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
-    assert [r["labeled"] for r in rows] == [20, 35]
+    tiny_experiment(tmp_path, "--model.compile", '{"backend": "aot_eager"}', "--figures.images", "false")
 
 
 @pytest.mark.slow
 def test_compile_with_inductor_runs_an_experiment(tmp_path):
     """The default backend (inductor; needs a C++ compiler on a CPU): about a minute here."""
-    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-              "--model.compile", "true", "--figures.images", "false",
-              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2"])
-    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
-    assert [r["labeled"] for r in rows] == [20, 35]
-    assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+    tiny_experiment(tmp_path, "--model.compile", "true", "--figures.images", "false")
