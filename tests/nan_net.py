@@ -1,5 +1,4 @@
 """A backbone that turns its logits into NaN after a number of training forward passes (tests only)."""
-import torch
 
 from lplgrad.nets import SmallCNN
 

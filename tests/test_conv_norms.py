@@ -8,7 +8,7 @@ from lplgrad.gradnorm import per_sample_sq_norms
 from lplgrad.gradnorm.conv import PATHS, choose_path, conv_weight_sq
 from lplgrad.losses import entropy
 
-GEOMETRIES = [  # (C, O, H, W, kernel, stride, padding, dilation, groups, padding_mode)
+GEOMETRIES = [  # (C, P (out channels), H, W, kernel, stride, padding, dilation, groups, padding_mode)
     (3, 5, 9, 7, 3, 1, 1, 1, 1, "zeros"),
     (4, 6, 9, 8, 3, 2, 1, 1, 1, "zeros"),
     (4, 6, 10, 10, 3, 2, 0, 1, 1, "zeros"),
@@ -38,9 +38,9 @@ def definition(conv: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tenso
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "-".join(map(str, g)))
 @pytest.mark.parametrize("path", PATHS)
 def test_each_path_equals_the_definition(geom, path):
-    C, O, H, W, k, s, p, d, groups, mode = geom
+    C, P, H, W, k, s, p, d, groups, mode = geom
     torch.manual_seed(0)
-    conv = nn.Conv2d(C, O, k, s, p, d, groups, bias=False, padding_mode=mode)
+    conv = nn.Conv2d(C, P, k, s, p, d, groups, bias=False, padding_mode=mode)
     a = torch.randn(3, C, H, W)
     g = torch.randn_like(conv(a))
     if groups != 1 and path in ("ghost", "unfold"):

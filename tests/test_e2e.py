@@ -32,7 +32,7 @@ def run_dir(tmp_path) -> Path:
 
 def test_three_rounds_end_to_end(tmp_path):
     cli = cli_main(tiny_args(tmp_path))
-    dm, loop = cli.datamodule, cli.trainer.callbacks
+    dm = cli.datamodule
     rows = read_rounds(run_dir(tmp_path) / "rounds.jsonl")
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert [r["labeled"] for r in rows] == [20, 35, 50]  # grows by exactly b

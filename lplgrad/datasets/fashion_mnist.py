@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
 
 from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
 

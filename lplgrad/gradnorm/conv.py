@@ -2,7 +2,7 @@
 
 Sample n's weight gradient is G_n = sum_t g_n[:, t] u_n[:, t]^T (u_t: the unfolded input patch of
 output position t, d = C/groups * kh * kw entries; g_t: the output gradient, p channels). Two
-ways to get ||G_n||^2, chosen per layer by FLOPs (:func:`conv_weight_sq`):
+ways to get ||G_n||^2, chosen per layer by multiply-adds (:func:`choose_path`):
 
 - ghost norm, ||G_n||^2 = sum_{t,t'} (u_t . u_t')(g_t . g_t'), with every u_t . u_t' read off the
   Gram matrix of the *input* over its positions (no unfold): u_t . u_t' is a sum over kernel
@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
 
 def _valid(n_out: int, n_in: int, pad: int, offset: int, stride: int) -> tuple[int, int]:
     """Output positions o whose input index stride*o + offset - pad lies in [0, n_in): (first, count)."""
