@@ -2,7 +2,7 @@
 layer shape, against the batch-summed weight gradient a training step computes.
 
 Runs on ResNet-18's layer shapes (CIFAR-style, 32x32 input) at the query's automatic chunk and
-marks the path :func:`choose_path` takes. Best of ``--reps`` calls, in milliseconds.
+marks the path :func:`path_for` takes. Best of ``--reps`` calls, in milliseconds.
 
     python benchmarks/conv_paths.py [--device cuda] [--batch 256]
 """
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lplgrad import allocator
-from lplgrad.gradnorm.conv import PATHS, choose_path, conv_weight_sq
+from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, path_for
 from machine import describe  # benchmarks/machine.py
 
 LAYERS = [  # (in channels, input size, out channels, kernel, stride)
@@ -53,8 +53,7 @@ def main() -> None:
         m = nn.Conv2d(c, o, k, s, k // 2, bias=False).to(dev)
         x = torch.randn(a.batch, c, h, h, device=dev)
         g = torch.randn(a.batch, o, h // s, h // s, device=dev)
-        ho = h // s
-        rule = choose_path(1, c, (ho if k == 1 else h) ** 2, o, ho * ho, c * k * k, dev)
+        rule = path_for(m, x, g)
         row = [f"{p}{'*' if p == rule else ' '}={best_ms(lambda: conv_weight_sq(m, x, g, 64 << 20, p), a.reps, sync):8.2f}"
                for p in PATHS]
         wgrad = best_ms(lambda: torch.ops.aten.convolution_backward(

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lplgrad.gradnorm import per_sample_sq_norms
-from lplgrad.gradnorm.conv import PATHS, choose_path, conv_weight_sq
+from lplgrad.gradnorm.conv import PATHS, choose_path, conv_weight_sq, path_for
 from lplgrad.losses import entropy
 
 GEOMETRIES = [  # (C, P (out channels), H, W, kernel, stride, padding, dilation, groups, padding_mode)
@@ -76,6 +76,15 @@ def test_rule_takes_the_ghost_norm_where_it_is_cheaper():
     assert choose_path(1, 64, 1024, 64, 1024, 64 * 9, cpu) == "grouped"
     assert choose_path(1, 64, 1024, 64, 1024, 64 * 9, gpu) == "unfold"
     assert choose_path(2, 512, 16, 512, 16, 256 * 9, gpu) == "grouped"  # no ghost or unfold with groups
+
+
+def test_rule_counts_the_positions_a_strided_1x1_convolution_reads():
+    # 128 -> 256 channels, 1x1, stride 2 on 16x16: it reads 64 positions (ghost cheaper); over all
+    # 256 input positions the ghost norm would cost more than materialising
+    conv = nn.Conv2d(128, 256, 1, 2, bias=False)
+    a, g = torch.randn(2, 128, 16, 16), torch.randn(2, 256, 8, 8)
+    assert path_for(conv, a, g) == "ghost"
+    assert choose_path(1, 128, 256, 256, 64, 128, torch.device("cpu")) == "grouped"
 
 
 class WithOwnForward(nn.Module):

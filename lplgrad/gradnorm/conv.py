@@ -122,44 +122,69 @@ def _materialise_unfold(a: Tensor, g: Tensor, c: Geometry, max_bytes: int) -> Te
 PATHS = ("ghost", "grouped", "unfold")
 
 
+def ghost_is_cheaper(c_in: int, n_in: int, c_out: int, n_out: int, d: int) -> bool:
+    """The ghost norm's two Gram matrices (c_in channels over n_in input positions, c_out over
+    n_out output positions) need fewer multiply-adds than the n_out x c_out x d per-sample
+    gradient. A Linear over T positions is the case n_in = n_out = T, c_in = d."""
+    return n_in * n_in * c_in + n_out * n_out * c_out < c_out * d * n_out
+
+
 def choose_path(groups: int, c_in: int, n_in: int, c_out: int, n_out: int, d: int, device: torch.device) -> str:
     """The cheapest way for a layer: c_in channels at n_in input positions actually read, c_out
-    channels at n_out output positions, d inputs per filter. The ghost norm when its Gram
-    matrices need fewer multiply-adds than the per-sample gradients, else materialise."""
-    macs = c_out * d * n_out
-    if groups == 1 and n_in * n_in * c_in + n_out * n_out * c_out < macs:
+    channels at n_out output positions, d inputs per filter. The ghost norm when it is cheaper
+    (:func:`ghost_is_cheaper`), else materialise."""
+    if groups == 1 and ghost_is_cheaper(c_in, n_in, c_out, n_out, d):
         return "ghost"
     return "unfold" if device.type == "cuda" and groups == 1 else "grouped"
 
 
-def conv_weight_sq(m: nn.Conv2d, a: Tensor, g: Tensor, max_bytes: int, path: str | None = None) -> Tensor:
-    """Per-sample squared norm of a Conv2d weight gradient; ``path`` forces one of :data:`PATHS`
-    (default: :func:`choose_path`). a: (B, C, H, W), g: (B, p, Ho, Wo) -> (B,)"""
+def _as_read(m: nn.Conv2d, a: Tensor, g: Tensor) -> tuple[Tensor, Geometry]:
+    """The input as the convolution reads it, and the geometry over it: non-zero padding modes
+    applied; a 1x1 convolution reads every stride-th position only, so its input is subsampled
+    (stride 1, no padding after)."""
     padding = (0, 0) if m.padding == "valid" else tuple(m.padding)
-    stride, kernel, dilation = tuple(m.stride), tuple(m.kernel_size), tuple(m.dilation)
+    stride = tuple(m.stride)
     if m.padding_mode != "zeros":
         a = F.pad(a, m._reversed_padding_repeated_twice, mode=m.padding_mode)
         padding = (0, 0)
-    if kernel == (1, 1):  # a 1x1 convolution reads every stride-th input position only
+    if tuple(m.kernel_size) == (1, 1):
         if padding != (0, 0):
             a = F.pad(a, (padding[1], padding[1], padding[0], padding[0]))
         a = a[:, :, :: stride[0], :: stride[1]][:, :, : g.shape[2], : g.shape[3]]
         stride, padding = (1, 1), (0, 0)
-    B, C, H, W = a.shape
-    c = Geometry(m.weight, stride, padding, dilation, m.groups)
+    return a, Geometry(m.weight, stride, padding, tuple(m.dilation), m.groups)
+
+
+def _path(a: Tensor, g: Tensor, c: Geometry) -> str:
+    """:func:`choose_path` for an input as read (:func:`_as_read`)."""
+    return choose_path(c.groups, a.shape[1], a.shape[2] * a.shape[3], g.shape[1], g.shape[2] * g.shape[3],
+                       c.weight[0].numel(), a.device)
+
+
+def path_for(m: nn.Conv2d, a: Tensor, g: Tensor) -> str:
+    """The path :func:`conv_weight_sq` takes for this layer and these shapes."""
+    read, c = _as_read(m, a, g)
+    return _path(read, g, c)
+
+
+def conv_weight_sq(m: nn.Conv2d, a: Tensor, g: Tensor, max_bytes: int, path: str | None = None) -> Tensor:
+    """Per-sample squared norm of a Conv2d weight gradient; ``path`` forces one of :data:`PATHS`
+    (default: :func:`path_for`). a: (B, C, H, W), g: (B, p, Ho, Wo) -> (B,)"""
+    a, c = _as_read(m, a, g)
     if path is None:
-        path = choose_path(m.groups, C, H * W, g.shape[1], g.shape[2] * g.shape[3], m.weight[0].numel(), a.device)
+        path = _path(a, g, c)
+    B, H, W = a.shape[0], a.shape[2], a.shape[3]
     if path == "ghost":
-        if m.groups != 1:
+        if c.groups != 1:
             raise ValueError("the ghost norm path needs groups=1")
         # a slice of the batch at a time: its Gram matrices stay within max_bytes
         step = max(1, min(B, max_bytes // max(3 * (H * W) ** 2 * a.element_size(), 1)))
         return torch.cat([
-            conv_ghost_sq(a[s : s + step], g[s : s + step], kernel, stride, padding, dilation)
+            conv_ghost_sq(a[s : s + step], g[s : s + step], c.weight.shape[2:], c.stride, c.padding, c.dilation)
             for s in range(0, B, step)
         ])
     if path == "unfold":
-        if m.groups != 1:
+        if c.groups != 1:
             raise ValueError("the unfold path needs groups=1")
         return _materialise_unfold(a, g, c, max_bytes)
     if path == "grouped":

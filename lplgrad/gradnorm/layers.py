@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lplgrad.gradnorm.conv import ghost_is_cheaper
+
 
 def linear_weight_sq(a: Tensor, g: Tensor) -> Tensor:
     """||sum_t g_t a_t^T||^2 per sample: ||a|| * ||g|| for one position, else the cheaper of the
@@ -13,7 +15,7 @@ def linear_weight_sq(a: Tensor, g: Tensor) -> Tensor:
     B = a.shape[0]
     a3, g3 = a.reshape(B, -1, a.shape[-1]), g.reshape(B, -1, g.shape[-1])  # (B, T, d), (B, T, p)
     T, d, p = a3.shape[1], a3.shape[2], g3.shape[2]
-    if T * (d + p) < p * d:
+    if ghost_is_cheaper(d, T, p, T, d):
         aa = torch.matmul(a3, a3.transpose(1, 2))  # (B, T, T)
         gg = torch.matmul(g3, g3.transpose(1, 2))  # (B, T, T)
         return torch.linalg.vecdot(aa.flatten(1), gg.flatten(1))
