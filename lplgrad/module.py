@@ -140,7 +140,7 @@ class ActiveLearner(LightningModule):
             opt.step()
         self._accumulate(loss, ce, aux, logits, y)
         if batch_idx + 1 == self.trainer.num_training_batches:
-            self._log_epoch_metrics(aux is not None)
+            self._log_epoch_metrics()
         return loss
 
     def _accumulate(self, loss: Tensor, ce: Tensor, aux: Tensor | None, logits: Tensor, y: Tensor) -> None:
@@ -153,14 +153,14 @@ class ActiveLearner(LightningModule):
         ]).double()
         self._epoch_sums = step if self._epoch_sums is None else self._epoch_sums + step
 
-    def _log_epoch_metrics(self, has_aux: bool) -> None:
+    def _log_epoch_metrics(self) -> None:
         """The epoch's means over every process's samples (sums reduced across processes), logged
         once, at the epoch's last batch: callbacks see them in ``on_train_epoch_end``."""
         sums = self.trainer.strategy.reduce(self._epoch_sums, reduce_op="sum")
         loss, ce, aux, correct = (sums[:4] / sums[4]).float().unbind()
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/ce", ce, on_step=False, on_epoch=True, batch_size=1)
-        if has_aux:
+        if self.loss_head is not None:
             self.log("train/ranking_loss", aux, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/acc", correct, on_step=False, on_epoch=True, batch_size=1)
 
