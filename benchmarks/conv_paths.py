@@ -16,7 +16,7 @@ from torch import nn
 
 from lplgrad import allocator
 from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, path_for
-from machine import describe  # benchmarks/machine.py
+from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 LAYERS = [  # (in channels, input size, out channels, kernel, stride)
     (3, 32, 64, 3, 1), (64, 32, 64, 3, 1), (64, 32, 128, 3, 2), (64, 32, 128, 1, 2), (128, 16, 128, 3, 1),
@@ -39,7 +39,7 @@ def best_ms(fn, reps: int, sync) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad")
+    add_malloc_option(ap)
     ap.add_argument("--batch", type=int, default=31, help="31: the automatic query chunk of ResNet-18 on a CPU")
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()

@@ -12,7 +12,7 @@ import torch
 
 from lplgrad import allocator
 from lplgrad.strategies.coreset import k_center_greedy
-from machine import describe  # benchmarks/machine.py
+from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 
 def full_matrix_k_center(points: torch.Tensor, centres: torch.Tensor, k: int) -> torch.Tensor:
@@ -54,8 +54,7 @@ def full_matrix_running_min(points: torch.Tensor, centres: torch.Tensor, k: int)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
-                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
+    add_malloc_option(ap)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--m", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=512)

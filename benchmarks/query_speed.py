@@ -22,7 +22,7 @@ from lplgrad import allocator
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18
 from lplgrad.strategies import EntGradNorm
-from machine import describe  # benchmarks/machine.py
+from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 MODELS = {  # name: (backbone, input shape, classes)
     "resnet18-w64-32x32": (lambda: ResNet18(10, 3, 64), (3, 32, 32)),
@@ -183,8 +183,7 @@ def scan(a: argparse.Namespace, device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
-                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
+    add_malloc_option(ap)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--n", type=int, default=256, help="samples scored by the batched query and the train step")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lplgrad import allocator
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import ResNet18
-from machine import describe  # benchmarks/machine.py
+from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 
 def make(width: int, channels: int) -> ActiveLearner:
@@ -53,8 +53,7 @@ def lightning_fit(model: ActiveLearner, loader: DataLoader, device: torch.device
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
-                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
+    add_malloc_option(ap)
     ap.add_argument("--width", type=int, default=16, help="ResNet-18 width (16: the Fashion-MNIST CPU config)")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--channels", type=int, default=1)
