@@ -1,4 +1,9 @@
-"""The LightningDataModule that owns the labeled / unlabeled split of an active-learning run."""
+"""The data modules of both applications: the pool, its split and its loaders.
+
+:class:`PoolData` is what they share: the :class:`~lplgrad.split.Split`, the pool's training and
+scoring views and the loaders over them. :class:`ActiveDataModule` is the experiment's (a
+dataset with a test split, a random initial set, a budget).
+"""
 from __future__ import annotations
 
 import os
@@ -6,13 +11,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, Subset
-
 from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from lplgrad.datasets import ImageDataset, Transformed
+from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import ConfigError, DataError
+from lplgrad.split import Split
 
 
 def _mix(*values: int) -> int:
@@ -22,6 +27,11 @@ def _mix(*values: int) -> int:
         h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+def run_seed(seed: int | None) -> int:
+    """``seed``, or the run's ``seed_everything`` value when None."""
+    return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 class EpochShuffle(Sampler[int]):
@@ -48,7 +58,36 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
-class ActiveDataModule(LightningDataModule):
+class PoolData(LightningDataModule):
+    """The split of a pool of images, the pool's views (augmented for training, plain for
+    scoring) and the loaders over them. Subclasses call :meth:`set_pool` and set ``split``."""
+
+    def __init__(self, eval_batch_size: int, num_workers: int) -> None:
+        super().__init__()
+        self.eval_batch_size, self.num_workers = eval_batch_size, num_workers
+        self.split: Split | None = None
+        self.pool: Images | None = None
+
+    def set_pool(self, pool: Images, train_transform, eval_transform) -> None:
+        self.pool = pool
+        self._train_view = Transformed(pool, train_transform)
+        self._eval_view = Transformed(pool, eval_transform)
+
+    def labels(self, indices: Tensor) -> Tensor:
+        return self.pool.targets[indices]
+
+    def loader(self, ds: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False, **kw) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=drop_last, **kw)
+
+    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
+        """Pool items at ``indices`` with the evaluation transform, in order; with ``images``
+        false, their rows without pixels (nothing is decoded)."""
+        view = self._eval_view if images else Placeholders(self.pool)
+        return self.loader(Subset(view, torch.as_tensor(indices).tolist()), self.eval_batch_size)
+
+
+class ActiveDataModule(PoolData):
     """Labeled set, unlabeled pool, the per-round candidate subset S, and their loaders.
 
     Args:
@@ -77,7 +116,6 @@ class ActiveDataModule(LightningDataModule):
         seed: int | None = None,
         test_size: int | None = None,
     ) -> None:
-        super().__init__()
         for name, v in (("initial_size", initial_size), ("query_size", query_size), ("subset_size", subset_size),
                         ("budget", budget), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if v < 1:
@@ -91,24 +129,21 @@ class ActiveDataModule(LightningDataModule):
                               "a round cannot pick more samples than it scores")
         if initial_size > budget:
             raise ConfigError(f"data.initial_size ({initial_size}) is larger than data.budget ({budget})")
+        super().__init__(eval_batch_size, num_workers)
         self.dataset = dataset
         self.initial_size, self.query_size = initial_size, query_size
         self.subset_size, self.budget = subset_size, budget
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.seed, self.test_size = num_workers, seed, test_size
+        self.batch_size, self.seed, self.test_size = batch_size, seed, test_size
         self.num_classes = dataset.num_classes
         self.in_channels = dataset.in_channels
-        self.train_set = self.test_set = None
-        self.labeled: Tensor | None = None  # (n_labeled,) in the order they were labelled
-        self.labeled_round: Tensor | None = None  # (n_labeled,) the round after which each was added
+        self.test_set = None
+        self._restored: dict[str, Any] | None = None
 
     # ---- data -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = self.dataset.load(train=True)
+        if self.pool is None:
+            self.set_pool(self.dataset.load(train=True), self.dataset.train_transform(), self.dataset.eval_transform())
             self.test_set = self.dataset.load(train=False)
-            self._train_view = Transformed(self.train_set, self.dataset.train_transform())
-            self._eval_view = Transformed(self.train_set, self.dataset.eval_transform())
             test = Transformed(self.test_set, self.dataset.eval_transform())
             if self.test_size is not None and self.test_size < len(test):
                 g = torch.Generator().manual_seed(12345)
@@ -116,11 +151,13 @@ class ActiveDataModule(LightningDataModule):
             self._test_view = test
             self._check_labels()
             self._check_sizes()
-        if self.labeled is None:
-            self._initial_split()
+        if self.split is None:
+            self.split = Split.random_initial(self.pool_size, self.initial_size, run_seed(self.seed))
+            if self._restored is not None:
+                self.split.load_state_dict(self._restored)
 
     def _check_labels(self) -> None:
-        for name, ds in (("train", self.train_set), ("test", self.test_set)):
+        for name, ds in (("train", self.pool), ("test", self.test_set)):
             if len(ds) == 0:
                 raise DataError(f"the {name} split of {type(self.dataset).__name__} is empty")
             if int(ds.targets.max()) >= self.num_classes or int(ds.targets.min()) < 0:
@@ -140,83 +177,37 @@ class ActiveDataModule(LightningDataModule):
 
     @property
     def pool_size(self) -> int:
-        return len(self.train_set)
+        return len(self.pool)
 
     @property
     def target_size(self) -> int:
         """The labeled-set size at which the run ends: the budget, or the whole pool if smaller."""
         return min(self.budget, self.pool_size)
 
-    def _seed(self) -> int:
-        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-    def generator(self, round_: int, purpose: int) -> torch.Generator:
-        """A generator for ``purpose`` (0 split, 1 subset, 2 strategy) in round ``round_``: the same on every process."""
-        return torch.Generator().manual_seed(self._seed() * 1_000_003 + round_ * 101 + purpose)
-
-    def _initial_split(self) -> None:
-        perm = torch.randperm(self.pool_size, generator=self.generator(0, 0))
-        self.labeled = perm[: self.initial_size].clone()
-        self.labeled_round = torch.full((self.initial_size,), -1, dtype=torch.long)
-
-    # ---- the split ------------------------------------------------------------------------
-    def unlabeled(self) -> Tensor:
-        """Indices of the unlabeled pool, ascending. (n_unlabeled,)"""
-        mask = torch.ones(self.pool_size, dtype=torch.bool)
-        mask[self.labeled] = False
-        return torch.nonzero(mask).flatten()
-
-    def candidates(self, round_: int) -> Tensor:
-        """The seeded random subset S of the unlabeled pool for this round (all of it if smaller)."""
-        pool = self.unlabeled()
-        perm = torch.randperm(len(pool), generator=self.generator(round_, 1))
-        return pool[perm[: self.subset_size]].sort().values
-
     def next_query_size(self) -> int:
         """b, or what is left of the budget."""
-        return max(0, min(self.query_size, self.target_size - len(self.labeled)))
-
-    def add_labeled(self, indices: Tensor, round_: int) -> None:
-        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
-        if len(torch.unique(indices)) != len(indices):
-            raise RuntimeError("a query returned the same index twice")
-        if torch.isin(indices, self.labeled).any():
-            raise RuntimeError("a query returned an index that is already labeled")
-        if len(indices) and (indices.min() < 0 or indices.max() >= self.pool_size):
-            raise RuntimeError("a query returned an index outside the pool")
-        self.labeled = torch.cat([self.labeled, indices])
-        self.labeled_round = torch.cat([self.labeled_round, torch.full_like(indices, round_)])
-
-    def labels(self, indices: Tensor) -> Tensor:
-        return self.train_set.targets[indices]
+        return max(0, min(self.query_size, self.target_size - len(self.split)))
 
     # ---- loaders --------------------------------------------------------------------------
-    def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=False, pin_memory=False)
-
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         gen = torch.Generator()
-        sampler = EpochShuffle(len(self.labeled), self._seed(), epoch, gen)
-        return DataLoader(Subset(self._train_view, self.labeled.tolist()), batch_size=self.batch_size,
-                          sampler=sampler, generator=gen, num_workers=self.num_workers)
-
-    def pool_dataloader(self, indices: Tensor) -> DataLoader:
-        """Images at ``indices`` with the evaluation transform, in order."""
-        return self._loader(Subset(self._eval_view, torch.as_tensor(indices).tolist()), self.eval_batch_size, False)
+        labeled = self.split.labeled
+        sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
+        return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, sampler=sampler, generator=gen)
 
     def test_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
         """The test set, or its ``rank::world_size`` shard."""
         ds = self._test_view
         if world_size > 1:
             ds = Subset(ds, list(range(rank, len(ds), world_size)))
-        return self._loader(ds, self.eval_batch_size, False)
+        return self.loader(ds, self.eval_batch_size)
 
     # ---- checkpoint -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"labeled": self.labeled.clone(), "labeled_round": self.labeled_round.clone()}
+        return self.split.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.labeled = torch.as_tensor(state["labeled"], dtype=torch.long)
-        self.labeled_round = torch.as_tensor(state["labeled_round"], dtype=torch.long)
+        self._restored = state  # before setup the pool size is not known yet: applied there
+        if self.split is not None:
+            self.split.load_state_dict(state)

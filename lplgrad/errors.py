@@ -1,4 +1,5 @@
-"""Errors that stop a run with one clear line (the CLI prints the message and exits non-zero)."""
+"""Errors that stop a run with one clear line: the CLIs print ``<prog>: error: <message>`` on
+stderr and exit with the error's ``exit_code`` (docs/errors.md lists every case)."""
 
 
 class LPLgradError(Exception):
@@ -8,7 +9,7 @@ class LPLgradError(Exception):
 
 
 class ConfigError(LPLgradError, ValueError):
-    """A setting that cannot work (sizes, classes), found before training starts."""
+    """A setting that cannot work (sizes, classes, an option lplgrad does not use), found before training."""
 
 
 class DataError(LPLgradError, ValueError):
@@ -17,6 +18,10 @@ class DataError(LPLgradError, ValueError):
 
 class RunExistsError(LPLgradError, FileExistsError):
     """The run folder already holds an experiment and neither resume nor overwrite was asked for."""
+
+
+class LabelingError(LPLgradError, RuntimeError):
+    """Input that stops a labeling run (``python -m lplgrad.label``); the message says what to fix."""
 
 
 class TrainingDivergedError(LPLgradError, FloatingPointError):

@@ -7,6 +7,8 @@ from torch.utils.data import DataLoader
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from lplgrad.inference import run_eval
+
 
 def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch.device) -> dict[str, Tensor]:
     """Accuracy, per-class accuracy and the confusion matrix of ``net`` (eval mode, no grad)."""
@@ -17,10 +19,5 @@ def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch
             "confusion": MulticlassConfusionMatrix(num_classes),
         }
     ).to(device)
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
-        for x, y in loader:
-            metrics.update(net(x.to(device))[0], y.to(device))
-    net.train(was_training)
+    run_eval(net, loader, device, lambda x, y: metrics.update(net(x)[0], y.to(device)))
     return {k: v.cpu() for k, v in metrics.compute().items()}

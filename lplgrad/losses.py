@@ -1,4 +1,4 @@
-"""Pure tensor functions of the method: the ranking loss (SPEC section 1) and the entropy (section 2)."""
+"""Pure tensor functions of the method: the ranking loss (docs/method.md §2) and the entropy (§3)."""
 from __future__ import annotations
 
 import torch

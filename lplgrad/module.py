@@ -1,4 +1,4 @@
-"""The LightningModule: main model M trained jointly with the loss-prediction model A (SPEC section 1)."""
+"""The LightningModule: main model M trained jointly with the loss-prediction model A (docs/method.md §2)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

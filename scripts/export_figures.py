@@ -9,16 +9,19 @@ writes, for one round (``--round``; default: the last round that made a query):
 (the images the RoundFigures callback logged, decoded from the event files as they are), and
 ``tsne.png``: a 2-D t-SNE (scikit-learn) of the logged test-image embeddings of up to four rounds
 (``--tsne-rounds``; default: four evenly spread rounds), coloured by true class, as in the paper's
-Fig. 6. Only reads the run folder; needs tensorboard, numpy, matplotlib, Pillow and scikit-learn.
+Fig. 6. Only reads the run folder. The drawing is :mod:`lplgrad.plots`', the projector files are read by
+:mod:`lplgrad.projector`.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from lplgrad.plots import tsne_figure
+from lplgrad.projector import read_embeddings
 
 
 def load_events(run: Path):
@@ -59,71 +62,6 @@ def export_images(acc, out: Path, round_: int | None) -> tuple[list[Path], int |
         path.write_bytes(chosen[-1].encoded_image_string)
         written.append(path)
     return written, round_
-
-
-def read_embeddings(run: Path) -> list[dict]:
-    """The projector's embeddings, in round order: name, step, vectors (N, D), metadata rows."""
-    from google.protobuf import text_format
-    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
-    cfg_path = run / "projector_config.pbtxt"
-    if not cfg_path.is_file():
-        return []
-    cfg = ProjectorConfig()
-    text_format.Parse(cfg_path.read_text(), cfg)
-    found = []
-    for e in cfg.embeddings:
-        tensors = run / e.tensor_path
-        if not tensors.is_file():
-            continue
-        vectors = np.loadtxt(tensors, delimiter="\t", ndmin=2)
-        rows: list[dict] = []
-        if e.metadata_path and (run / e.metadata_path).is_file():
-            with open(run / e.metadata_path, newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t"))
-        name, _, step = e.tensor_name.partition(":")
-        found.append({"name": name, "step": int(step) if step.isdigit() else 0, "vectors": vectors, "meta": rows})
-    return sorted(found, key=lambda d: d["step"])
-
-
-def tsne_figure(embeddings: list[dict], out: Path, seed: int = 0) -> Path:
-    """One t-SNE panel per embedding, points coloured by true class."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
-
-    k = len(embeddings)
-    fig = Figure(figsize=(4.2 * k + 1.6, 4.4), dpi=100)
-    FigureCanvasAgg(fig)
-    labels_all = sorted({r.get("label", "") for e in embeddings for r in e["meta"]},
-                        key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
-    n_lab = len(labels_all)
-    cmap = matplotlib.colormaps["tab10" if n_lab <= 10 else "tab20" if n_lab <= 20 else "turbo"]
-    colour = {lab: cmap(i) if n_lab <= 20 else cmap(i / max(1, n_lab - 1)) for i, lab in enumerate(labels_all)}
-    for i, e in enumerate(embeddings):
-        x = e["vectors"]
-        n = len(x)
-        perplexity = float(max(2.0, min(30.0, (n - 1) / 3)))
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-        ax = fig.add_subplot(1, k, i + 1)
-        labs = [r.get("label", "") for r in e["meta"]] if e["meta"] else [""] * n
-        for lab in labels_all or [""]:
-            m = np.array([l == lab for l in labs])
-            if m.any():
-                ax.scatter(xy[m, 0], xy[m, 1], s=6, color=colour.get(lab, "tab:blue"), label=lab)
-        round_ = e["name"].replace("round_", "")
-        ax.set_title(f"round {int(round_) if round_.isdigit() else round_}, {e['step']} labeled", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if labels_all and len(labels_all) <= 20:
-        fig.axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, markerscale=2, frameon=False)
-    fig.suptitle(f"t-SNE of M's pooled features, {len(embeddings[0]['vectors'])} test images, by true class",
-                 fontsize=11)
-    fig.tight_layout()
-    path = out / "tsne.png"
-    fig.savefig(path)
-    return path
 
 
 def pick_rounds(available: list[int], wanted: list[int] | None, most: int = 4) -> list[int]:

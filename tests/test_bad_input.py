@@ -6,17 +6,14 @@ import torch
 from PIL import Image
 
 import fake_data
+from tiny import tiny_fit_args
 from lplgrad.cli import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def base(tmp_path, *extra):
-    return ["fit", "--config", str(ROOT / "configs/digits.yaml"),
-            "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-            "--trainer.enable_progress_bar", "false", "--model.backbone.init_args.width", "4",
-            "--data.initial_size", "20", "--data.query_size", "10", "--data.subset_size", "40",
-            "--data.budget", "30", "--loop.epochs_per_round", "1", *extra]
+    return tiny_fit_args(tmp_path / "logs", *extra, query=10, subset=40, budget=30)
 
 
 def fails(args, capsys, code=2) -> str:

@@ -26,6 +26,7 @@ from lplgrad.compare import (
 )
 from lplgrad.compare.cli import main
 from lplgrad.compare.sweep import Job
+from tiny import tiny_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,8 +270,7 @@ def test_failed_run_is_reported(tmp_path):
 
 
 # ---- one genuine tiny sweep through the real command ---------------------------------------------
-TINY = ["--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-        "--data.subset_size", "60", "--data.budget", "50", "--loop.epochs_per_round", "1"]
+TINY = tiny_options()  # the sweep sets the logger's folder itself
 
 
 def compare(out, *extra):

@@ -72,7 +72,7 @@ def test_config_runs_tiny(config, tmp_path, no_checksums):
 
 
 def test_paper_numbers_are_exact():
-    """SPEC section 4: b, S, A per dataset (high and low budget), epochs, lr and milestone."""
+    """docs/method.md §6: b, S, A per dataset (high and low budget), epochs, lr and milestone."""
     import yaml
 
     spec = {  # name: (b, S, A), (b, S, A) low, epochs, lr, milestone, batch

@@ -12,9 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lplgrad.nets import SmallCNN
-from lplgrad.query import gather_padded, measure_all, score_and_select, shard
+from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.records import read_rounds
 from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
+from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = {"LPLgrad": LPLgrad, "Coreset": Coreset, "Random": Random, "Entropy": Entropy}
@@ -43,7 +44,7 @@ def select(name: str, n: int, k: int, rank: int, world: int, all_gather) -> torc
     def measured(indices):
         mine = shard(indices, rank, world)
         loader = DataLoader(TensorDataset(images[mine], torch.zeros(len(mine))), batch_size=3)
-        return gather_padded(mine, measure_all(model, strategy, loader, torch.device("cpu")), world, all_gather)
+        return gather_padded(mine, measure(model, strategy, loader, torch.device("cpu")), world, all_gather)
 
     cand_idx, cand_meas = measured(cand)
     lab_meas = measured(labeled)[1] if strategy.uses_labeled else None
@@ -77,11 +78,8 @@ def test_two_process_selection_equals_one_process(tmp_path, name, n):
 
 
 def test_two_process_experiment(tmp_path):
-    cmd = [sys.executable, "-m", "lplgrad", "fit", "--config", str(ROOT / "configs/digits.yaml"),
-           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-           "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-           "--data.subset_size", "61", "--data.budget", "50", "--loop.epochs_per_round", "1"]
+    cmd = [sys.executable, "-m", "lplgrad", *tiny_fit_args(tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                                                           "--trainer.accelerator", "cpu", subset=61)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0, out.stderr[-3000:]

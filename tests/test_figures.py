@@ -9,28 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from lplgrad.callbacks import QueryProgressBar, RoundFigures
+from lplgrad.callbacks import QueryProgressBar
 from lplgrad.callbacks.figures import class_tags
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
+from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = [20, 35, 50]  # labeled-set sizes of the three rounds
 QUERY_STEPS = [20, 35]  # the rounds that made a query
 POINTS = 40
-
-
-def tiny_args(save_dir: Path, *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(ROOT / "configs/digits.yaml"),
-        "--trainer.logger.init_args.save_dir", str(save_dir),
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.backbone.init_args.width", "4",
-        "--data.initial_size", "20", "--data.query_size", "15", "--data.subset_size", "60",
-        "--data.budget", "50", "--loop.epochs_per_round", "1",
-        "--figures.embedding_points", str(POINTS),
-        *extra,
-    ]
 
 
 def events(run: Path):
@@ -49,7 +37,7 @@ def runs(tmp_path_factory):
     for name, extra in (("on", []), ("off", ["--figures.embeddings", "false", "--figures.images", "false",
                                               "--figures.confidence", "false"])):
         save = tmp_path_factory.mktemp(name)
-        cli = cli_main(tiny_args(save, *extra))
+        cli = cli_main(tiny_fit_args(save, "--figures.embedding_points", str(POINTS), *extra))
         (run,) = list(save.glob("*/version_*"))
         out[name] = SimpleNamespace(cli=cli, run=run, acc=events(run))
     return out
@@ -68,7 +56,7 @@ def test_scalars_per_class_and_class_balance_every_round(runs):
     for i, step in enumerate(STEPS):
         counts = [r.acc.Scalars(f"al/class_balance/{n}")[i].value for n in names]
         assert sum(counts) == step
-    initial = torch.bincount(dm.labels(dm.labeled[:20]), minlength=10).tolist()
+    initial = torch.bincount(dm.labels(dm.split.labeled[:20]), minlength=10).tolist()
     assert [r.acc.Scalars(f"al/class_balance/{n}")[0].value for n in names] == initial
     # per-class accuracies are the loop's torchmetrics values, their support-weighted mean the accuracy
     test_y = torch.tensor([int(y) for _, y in dm._test_view])
@@ -220,13 +208,15 @@ def test_progress_bar_hidden(case):
 def test_projector_config_survives_a_new_writer(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
+    from lplgrad.projector import add_embedding, read_entries
+
     first = SummaryWriter(str(tmp_path))
-    RoundFigures()._add_embedding(first, torch.randn(5, 3), [["a"]] * 5, torch.rand(5, 3, 8, 8), 20, "round_00", ["l"])
+    add_embedding(first, torch.randn(5, 3), [["a"]] * 5, torch.rand(5, 3, 8, 8), 20, "round_00", ["l"], [])
     first.close()
     second = SummaryWriter(str(tmp_path))  # a resumed run: a new process, a new writer
-    cb = RoundFigures()
-    cb._add_embedding(second, torch.randn(5, 3), [["b"]] * 5, torch.rand(5, 3, 8, 8), 35, "round_01", ["l"])
-    cb._add_embedding(second, torch.randn(5, 3), [["c"]] * 5, torch.rand(5, 3, 8, 8), 35, "round_01", ["l"])  # again
+    earlier = read_entries(tmp_path)  # what the callback reads once per process
+    add_embedding(second, torch.randn(5, 3), [["b"]] * 5, torch.rand(5, 3, 8, 8), 35, "round_01", ["l"], earlier)
+    add_embedding(second, torch.randn(5, 3), [["c"]] * 5, torch.rand(5, 3, 8, 8), 35, "round_01", ["l"], earlier)
     second.close()
     cfg = (tmp_path / "projector_config.pbtxt").read_text()
     assert cfg.count("tensor_name") == 2

@@ -34,32 +34,32 @@ def test_split_invariants_over_a_whole_experiment(pool, data):
     dm = ActiveDataModule(Blank(pool), initial_size=initial, query_size=b, subset_size=subset,
                           budget=budget, seed=seed)
     dm.setup("fit")
-    assert len(dm.labeled) == initial
-    seen: set[int] = set(dm.labeled.tolist())
+    assert len(dm.split.labeled) == initial
+    seen: set[int] = set(dm.split.labeled.tolist())
     round_ = 0
     while (k := dm.next_query_size()) > 0:
-        before = len(dm.labeled)
-        unlabeled = set(dm.unlabeled().tolist())
-        cands = dm.candidates(round_)
+        before = len(dm.split.labeled)
+        unlabeled = set(dm.split.unlabeled().tolist())
+        cands = dm.split.candidates(round_, dm.subset_size)
         assert set(cands.tolist()) <= unlabeled  # candidates only from the unlabeled pool
         assert len(cands) == min(subset, len(unlabeled))
         scores = torch.rand(len(cands), generator=torch.Generator().manual_seed(round_))
         picked = select_top(cands, scores, k)
         assert not set(picked.tolist()) & seen  # never queried twice
-        dm.add_labeled(picked, round_)
+        dm.split.add(picked, round_)
         seen |= set(picked.tolist())
-        assert len(dm.labeled) - before == min(b, budget - before)  # b, or what is left of the budget
-        labeled, rest = set(dm.labeled.tolist()), set(dm.unlabeled().tolist())
+        assert len(dm.split.labeled) - before == min(b, budget - before)  # b, or what is left of the budget
+        labeled, rest = set(dm.split.labeled.tolist()), set(dm.split.unlabeled().tolist())
         assert not labeled & rest and len(labeled) + len(rest) == pool  # disjoint, and cover the pool
         round_ += 1
-    assert len(dm.labeled) == min(budget, pool) == len(set(dm.labeled.tolist()))
+    assert len(dm.split.labeled) == min(budget, pool) == len(set(dm.split.labeled.tolist()))
 
 
 def test_subset_larger_than_pool_scores_the_whole_pool_with_a_warning():
     dm = ActiveDataModule(Blank(30), initial_size=5, query_size=5, subset_size=100, budget=20)
     with pytest.warns(UserWarning, match="whole unlabeled pool"):
         dm.setup("fit")
-    assert len(dm.candidates(0)) == 25
+    assert len(dm.split.candidates(0, dm.subset_size)) == 25
 
 
 @pytest.mark.parametrize("kwargs,match", [

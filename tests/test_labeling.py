@@ -206,10 +206,9 @@ def test_label_studio_round_trip(tmp_path, shapes, capsys):
         assert [(r["path"], r["label"]) for r in csv.DictReader(f)] == pairs
     assert not set(s2["proposed"]) & {p for p, _ in pairs}
     # importing the same export again appends nothing
-    from lplgrad.labeling.cli import import_labels
-    from types import SimpleNamespace
-    import_labels(SimpleNamespace(labels=str(labels), images=str(images), url_prefix=None,
-                                  import_from=str(tmp_path / "export.json")))
+    from lplgrad.labeling.label_studio import import_export, local_files_prefix
+    again = import_export(tmp_path / "export.json", labels, images, local_files_prefix(images))
+    assert (again.pairs, again.new) == (8, 0)
     assert len(labels.read_text().splitlines()) == 9
 
 
@@ -286,8 +285,8 @@ def test_datamodule_alone(tmp_path, shapes):
     write_labels(labels, [(p, truth[p]) for p in sorted(truth)[:6]])
     dm = LabelFolderData(str(images), str(labels), image_size=16, batch_size=4)
     dm.setup()
-    assert dm.num_classes == 3 and len(dm.files) == len(truth) and len(dm.labeled) == 6
+    assert dm.num_classes == 3 and len(dm.files) == len(truth) and len(dm.split.labeled) == 6
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 16, 16) and set(y.tolist()) <= {0, 1, 2}
-    x, y = next(iter(dm.pool_dataloader(dm.unlabeled()[:3])))
+    x, y = next(iter(dm.pool_dataloader(dm.split.unlabeled()[:3])))
     assert x.shape == (3, 3, 16, 16) and y.tolist() == [-1, -1, -1]

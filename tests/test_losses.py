@@ -1,4 +1,4 @@
-"""The ranking loss against a literal transcription of SPEC section 1, and the entropy."""
+"""The ranking loss against a literal transcription of docs/method.md §2, and the entropy."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from lplgrad.losses import entropy, least_confidence, loss_prediction_loss, marg
 
 
 def transcription(l_hat: list[float], l: list[float], margin: float) -> float:
-    """SPEC section 1 word for word: pair i with 2B-1-i, one = +1 if d > 0 else -1, mean hinge."""
+    """docs/method.md §2 word for word: pair i with 2B-1-i, one = +1 if d > 0 else -1, mean hinge."""
     n = len(l_hat)
     pairs = [(i, n - 1 - i) for i in range(n // 2)]
     if not pairs:

@@ -8,6 +8,7 @@ from lplgrad.cli import cli_main
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
 from lplgrad.strategies import Entropy, LearningLoss
+from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,14 +68,9 @@ class Spy(Callback):
 
 
 def test_fresh_optimisers_each_round_weights_carry_over(tmp_path):
-    cli = cli_main([
-        "--config", str(ROOT / "configs/digits.yaml"),
-        "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-        "--model.backbone.init_args.width", "4", "--model.scheduler.init_args.milestones", "[1]",
-        "--model.optimizer.init_args.lr", "0.05",
-        "--data.initial_size", "20", "--data.query_size", "10", "--data.subset_size", "40",
-        "--data.budget", "30", "--loop.epochs_per_round", "3",
-    ], run=False)
+    args = tiny_fit_args(tmp_path, "--model.scheduler.init_args.milestones", "[1]", "--model.optimizer.init_args.lr",
+                         "0.05", subcommand=False, query=10, subset=40, budget=30, epochs=3)
+    cli = cli_main(args, run=False)
     spy = Spy()
     cli.trainer.callbacks.append(spy)
     cli.trainer.fit(cli.model, cli.datamodule)

@@ -11,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from lplgrad.records import read_rounds
+from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(save_dir: Path, version: str, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "lplgrad", "fit", "--config", str(ROOT / "configs/digits.yaml"),
-        "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.logger.init_args.version", version,
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.backbone.init_args.width", "4",
-        "--data.initial_size", "20", "--data.query_size", "10", "--data.subset_size", "60",
-        "--data.budget", "60", "--loop.epochs_per_round", "12", *extra,
-    ]
+    return [sys.executable, "-m", "lplgrad", *tiny_fit_args(save_dir, "--trainer.logger.init_args.version", version,
+                                                           *extra, query=10, budget=60, epochs=12)]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

@@ -10,6 +10,7 @@ from lplgrad.gradnorm import per_sample_sq_norms, per_sample_sq_norms_loop
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18
 from lplgrad.records import read_rounds
+from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,10 +21,7 @@ def sample_entropy(model, x):
 
 def tiny_experiment(tmp_path, *options: str) -> list[dict]:
     """Two rounds on the digits, width-4 ResNet-18, with ``options``; the rounds' records."""
-    cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-              "--model.backbone.init_args.width", "4", "--data.initial_size", "20", "--data.query_size", "15",
-              "--data.subset_size", "60", "--data.budget", "35", "--loop.epochs_per_round", "2", *options])
+    cli_main(tiny_fit_args(tmp_path, *options, budget=35, epochs=2))
     rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
     assert [r["labeled"] for r in rows] == [20, 35]
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)

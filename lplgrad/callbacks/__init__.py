@@ -1,6 +1,7 @@
 """Callbacks: the active-learning rounds, the per-round figures in TensorBoard, the query's progress bar."""
+from lplgrad.callbacks.base import RoundCallback, RoundEnd
 from lplgrad.callbacks.figures import RoundFigures
 from lplgrad.callbacks.loop import ActiveLearningLoop
 from lplgrad.callbacks.progress import QueryProgressBar
 
-__all__ = ["ActiveLearningLoop", "QueryProgressBar", "RoundFigures"]
+__all__ = ["ActiveLearningLoop", "QueryProgressBar", "RoundCallback", "RoundEnd", "RoundFigures"]

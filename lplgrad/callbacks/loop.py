@@ -13,7 +13,6 @@ import math
 import random
 import time
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,27 +23,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError
 from lplgrad.evaluation import evaluate
-from lplgrad.query import gather_padded, measure_all, score_and_select, shard
+from lplgrad.callbacks.base import RoundEnd, round_callbacks
+from lplgrad.query import QueryProgress, QueryResult, Sharding, query
 from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
-
-
-@dataclass
-class RoundEnd:
-    """What a finished round hands to callbacks that implement ``on_round_end(trainer, pl_module, event)``."""
-
-    round: int
-    labeled: int  # labeled-set size the round trained on
-    metrics: dict[str, torch.Tensor]  # test "acc", "per_class_acc" (C,), "confusion" (C, C)
-    train_seconds: float
-    query_seconds: float
-    candidates: torch.Tensor | None = None  # (N,) candidate indices, ascending; None if no query
-    scores: torch.Tensor | None = None  # (N,) their scores
-    selected: torch.Tensor | None = None  # (k,) the queried indices
-
-    @property
-    def step(self) -> int:
-        """The x axis of per-round plots: the labeled-set size."""
-        return self.labeled
 
 
 def rng_state() -> dict[str, Any]:
@@ -66,8 +47,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _callbacks_with(trainer: Trainer, hook: str) -> list:
-    return [cb for cb in trainer.callbacks if hasattr(cb, hook)]
+class _ForwardProgress(QueryProgress):
+    """The query's progress, passed on to the trainer's round callbacks."""
+
+    def __init__(self, trainer: Trainer, learner: LightningModule) -> None:
+        self.trainer, self.learner, self.callbacks = trainer, learner, round_callbacks(trainer)
+
+    def start(self, total: int, what: str) -> None:
+        for cb in self.callbacks:
+            cb.on_query_start(self.trainer, self.learner, total, what)
+
+    def advance(self, n: int) -> None:
+        for cb in self.callbacks:
+            cb.on_query_progress(self.trainer, self.learner, n)
+
+    def end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_query_end(self.trainer, self.learner)
 
 
 class ActiveLearningLoop(Callback):
@@ -112,11 +108,11 @@ class ActiveLearningLoop(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm: ActiveDataModule = trainer.datamodule
         self.run_dir = Path(trainer.log_dir) if trainer.log_dir else None  # a collective: every rank
-        left = 1 + math.ceil(max(0, dm.target_size - len(dm.labeled)) / dm.query_size)
+        left = 1 + math.ceil(max(0, dm.target_size - len(dm.split)) / dm.query_size)
         trainer.fit_loop.max_epochs = self.round_start_epoch + left * self.epochs_per_round
         rank_zero_info(
             f"Active learning: {self.round + left} rounds of {self.epochs_per_round} epochs, "
-            f"{len(dm.labeled)} labeled of a pool of {dm.pool_size}, b={dm.query_size}, "
+            f"{len(dm.split)} labeled of a pool of {dm.pool_size}, b={dm.query_size}, "
             f"S={dm.subset_size}, budget {dm.target_size}, strategy {pl_module.strategy!r}"
         )
         self._round_t0 = time.monotonic()
@@ -138,7 +134,7 @@ class ActiveLearningLoop(Callback):
         train_seconds = time.monotonic() - self._round_t0
         rank, world = trainer.global_rank, trainer.world_size
         metrics = evaluate(learner.net, dm.test_dataloader(rank, world), dm.num_classes, learner.device)
-        n_labeled = len(dm.labeled)
+        n_labeled = len(dm.split)
         row: dict[str, Any] = {
             "round": self.round,
             "labeled": n_labeled,
@@ -149,21 +145,21 @@ class ActiveLearningLoop(Callback):
             "queried": [],
         }
         k = dm.next_query_size()
-        selected = cand_idx = scores = None
+        result = None
         if k > 0:
             t0 = time.monotonic()
-            selected, cand_idx, scores = self.query(trainer, learner, k)
+            result = self.query(trainer, learner, k)
             row["query_seconds"] = round(time.monotonic() - t0, 3)
-            row["queried"] = selected.tolist()
-            dm.add_labeled(selected, self.round)
-            self._check_processes_agree(trainer, dm.labeled, self.round)
+            row["queried"] = result.selected.tolist()
+            dm.split.add(result.selected, self.round)
+            self._check_processes_agree(trainer, dm.split.labeled, self.round)
             if trainer.is_global_zero and self.save_candidates and self.run_dir is not None:
                 write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
-                                 cand_idx, scores, selected)
+                                 result.candidates, result.scores, result.selected)
         self.history.append(row)
         event = RoundEnd(self.round, n_labeled, metrics, row["train_seconds"], row["query_seconds"],
-                         cand_idx, scores, selected)
-        for cb in _callbacks_with(trainer, "on_round_end"):
+                         *((result.candidates, result.scores, result.selected) if result else ()))
+        for cb in round_callbacks(trainer):
             cb.on_round_end(trainer, learner, event)
         self._record(trainer, row, finished=k == 0)
         if k > 0:
@@ -176,25 +172,12 @@ class ActiveLearningLoop(Callback):
             trainer.should_stop = True
         self._round_t0 = time.monotonic()
 
-    def query(self, trainer: Trainer, learner: LightningModule, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Score this round's candidates in shards; (selected (k,), candidates (N,), scores (N,))."""
+    def query(self, trainer: Trainer, learner: LightningModule, k: int) -> QueryResult:
+        """Score this round's candidates, every process its shard, and select ``k`` of them."""
         dm: ActiveDataModule = trainer.datamodule
-        strategy = learner.strategy
-        rank, world = trainer.global_rank, trainer.world_size
-        was_training = learner.training
-        learner.eval()
-        try:
-            cand = dm.candidates(self.round)
-            cand_idx, cand_meas = self._measure(trainer, learner, cand, rank, world)
-            lab_meas = None
-            if strategy.uses_labeled:
-                _, lab_meas = self._measure(trainer, learner, dm.labeled, rank, world, "labeled")
-            selected, scores = score_and_select(
-                strategy, cand_idx, cand_meas, lab_meas, k, dm.generator(self.round, 2)
-            )
-        finally:
-            learner.train(was_training)
-        return selected, cand_idx, scores
+        sharding = Sharding(trainer.global_rank, trainer.world_size, trainer.strategy.all_gather)
+        return query(learner, learner.strategy, dm.split, self.round, k, dm.subset_size, dm.pool_dataloader,
+                     learner.device, sharding, _ForwardProgress(trainer, learner))
 
     @staticmethod
     def _check_processes_agree(trainer: Trainer, labeled: torch.Tensor, round_: int) -> None:
@@ -204,20 +187,6 @@ class ActiveLearningLoop(Callback):
         everyone = trainer.strategy.all_gather(labeled.to(trainer.lightning_module.device))  # (world, n)
         if not all(torch.equal(everyone[0], everyone[r]) for r in range(everyone.shape[0])):
             raise RuntimeError(f"processes disagree on the labeled set after round {round_}")
-
-    def _measure(self, trainer: Trainer, learner: LightningModule, indices: torch.Tensor, rank: int, world: int,
-                 what: str = "candidates"):
-        dm: ActiveDataModule = trainer.datamodule
-        mine = shard(indices, rank, world)
-        probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
-        watchers = _callbacks_with(trainer, "on_query_progress")
-        for cb in _callbacks_with(trainer, "on_query_start"):
-            cb.on_query_start(trainer, learner, len(probe), what)
-        meas = measure_all(learner, learner.strategy, dm.pool_dataloader(probe), learner.device,
-                           on_batch=(lambda n: [cb.on_query_progress(trainer, learner, n) for cb in watchers]))
-        for cb in _callbacks_with(trainer, "on_query_end"):
-            cb.on_query_end(trainer, learner)
-        return gather_padded(mine, meas[: len(mine)], world, trainer.strategy.all_gather)
 
     # ---- records --------------------------------------------------------------------------
     def _record(self, trainer: Trainer, row: dict[str, Any], finished: bool) -> None:
@@ -236,7 +205,8 @@ class ActiveLearningLoop(Callback):
         if run is not None:
             dm: ActiveDataModule = trainer.datamodule
             write_rounds(run / "rounds.jsonl", self.history)
-            write_labeled(run / "labeled.csv", dm.labeled, dm.labeled_round, dm.labels(dm.labeled))
+            split = dm.split
+            write_labeled(run / "labeled.csv", split.labeled, split.labeled_round, dm.labels(split.labeled))
             if finished:
                 atomic_write(run / "finished.json", json.dumps({
                     "rounds": len(self.history), "labeled": n, "final_test_acc": row["test_acc"],

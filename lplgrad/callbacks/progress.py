@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import sys
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
+from lplgrad.callbacks.base import RoundCallback
 
-class QueryProgressBar(Callback):
+
+class QueryProgressBar(RoundCallback):
     """Shows how many samples of the query have been scored, under the training bar.
 
-    The rounds loop calls ``on_query_start(total, what)`` before scoring ``what`` ("candidates", or
-    "labeled" for strategies that measure the labeled set too), ``on_query_progress(n)`` after each
-    batch of ``n`` samples and ``on_query_end``. Only global rank 0 shows a bar (its total is its
+    The rounds loop calls :meth:`on_query_start` before scoring ``what`` ("candidates", or
+    "labeled" for strategies that measure the labeled set too), :meth:`on_query_progress` after
+    each batch and :meth:`on_query_end`. Only global rank 0 shows a bar (its total is its
     own shard under DDP), and only when Lightning's tqdm progress bar is on
     (``trainer.enable_progress_bar`` and a :class:`TQDMProgressBar` with a positive refresh rate).
 

@@ -29,7 +29,7 @@ METHODS: tuple[Method, ...] = (
     _m("Random", "Random", False),
 )
 
-#: the ablation of Tables V/VI: LPLgrad's query with M trained alone. By SPEC section 2 this is
+#: the ablation of Tables V/VI: LPLgrad's query with M trained alone. By docs/method.md §4 this is
 #: the same computation as Ent-GradNorm (same score, M alone); it is run under its own name.
 ABLATION = _m("LPLgrad w/o A", "LPLgrad", False, slug="LPLgrad-wo-A")
 

@@ -1,5 +1,5 @@
 """Datasets: each a class chosen in the config with ``class_path``."""
-from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images, Transformed
+from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images, Placeholders, Transformed
 from lplgrad.datasets.digits import Digits
 from lplgrad.datasets.fashion_mnist import FashionMNIST
 from lplgrad.datasets.folder import ImageFolder
@@ -7,5 +7,5 @@ from lplgrad.datasets.torchvision_sets import CIFAR10, CIFAR100, SVHN, Caltech10
 
 __all__ = [
     "CIFAR10", "CIFAR100", "SVHN", "Caltech101", "DatasetNotFoundError", "Digits",
-    "FashionMNIST", "ImageDataset", "ImageFolder", "Images", "Transformed",
+    "FashionMNIST", "ImageDataset", "ImageFolder", "Images", "Placeholders", "Transformed",
 ]

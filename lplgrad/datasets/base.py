@@ -9,9 +9,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision import transforms as T
-
 from lplgrad.errors import LPLgradError
+from lplgrad.transforms import eval_transform, train_transform
 
 
 class DatasetNotFoundError(LPLgradError, RuntimeError):
@@ -53,12 +52,27 @@ class Transformed(Dataset):
         return self.transform(img), y
 
 
+class Placeholders(Dataset):
+    """A dataset's rows without their pixels: (an empty tensor, the label). What the loader of a
+    strategy that needs no images yields, so that nothing is decoded."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return torch.zeros(0), int(self.base.targets[i])
+
+
 class ImageDataset(ABC):
     """A labeled image-classification dataset, chosen in the config by ``class_path``.
 
     Subclasses set ``num_classes``, ``in_channels``, ``mean``, ``std`` and implement :meth:`load`.
-    The train augmentation is SPEC section 1's: random crop with padding, random horizontal
-    flip (``flip``), normalisation; evaluation only resizes (where set) and normalises.
+    The transforms are :mod:`lplgrad.transforms`' (the paper's augmentation: random crop with
+    padding, random horizontal flip if ``flip``, normalisation; evaluation only resizes where
+    ``resize`` is set, and normalises).
     """
 
     num_classes: int
@@ -77,17 +91,11 @@ class ImageDataset(ABC):
     def class_names(self) -> list[str]:
         return [str(i) for i in range(self.num_classes)]
 
-    def _resize(self) -> list:
-        return [T.Resize((self.image_size, self.image_size))] if self.resize else []
-
     def train_transform(self) -> Callable:
-        aug = [T.RandomCrop(self.image_size, padding=self.padding)] if self.padding else []
-        if self.flip:
-            aug.append(T.RandomHorizontalFlip())
-        return T.Compose(self._resize() + aug + [T.ToTensor(), T.Normalize(self.mean, self.std)])
+        return train_transform(self.image_size, self.padding, self.flip, self.mean, self.std, self.resize)
 
     def eval_transform(self) -> Callable:
-        return T.Compose(self._resize() + [T.ToTensor(), T.Normalize(self.mean, self.std)])
+        return eval_transform(self.image_size, self.mean, self.std, self.resize)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"

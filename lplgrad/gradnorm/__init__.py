@@ -2,7 +2,7 @@
 
 :func:`per_sample_sq_norms` is the batched computation the LPLgrad query runs;
 :func:`per_sample_sq_norms_loop` is the one-sample-at-a-time definition (the test oracle);
-:func:`combine` turns per-tensor squared norms into a score (paper Eq. 8, SPEC section 2).
+:func:`combine` turns per-tensor squared norms into a score (paper Eq. 8, docs/method.md §3).
 """
 from lplgrad.gradnorm.batched import SampleLoss, UnsupportedModel, per_sample_sq_norms, supports
 from lplgrad.gradnorm.reference import combine, per_sample_sq_norms_loop

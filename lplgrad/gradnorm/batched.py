@@ -1,6 +1,6 @@
 """Every sample's per-tensor squared gradient norm from one batched forward and backward pass.
 
-The LPLgrad query (paper Eq. 7-8, SPEC section 2) needs, for every candidate x, the gradient of
+The LPLgrad query (paper Eq. 7-8, docs/method.md §3) needs, for every candidate x, the gradient of
 H(x) with respect to every parameter tensor of M, with M in eval mode. The authors compute it
 one sample at a time (:func:`lplgrad.gradnorm.per_sample_sq_norms_loop`). Here one forward pass
 records each layer's input, one backward pass computes activation gradients only (no parameter

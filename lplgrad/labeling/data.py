@@ -6,21 +6,21 @@ Images whose path has a usable row in the CSV are the labeled set; the others ar
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
-from torchvision import transforms as T
 
-from lplgrad.datasets import Images, Transformed
+from lplgrad.data import PoolData, run_seed
+from lplgrad.datasets import Images
 from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
 from lplgrad.labeling.scan import open_image, scan_folder
+from lplgrad.split import Split
+from lplgrad.transforms import eval_transform, train_transform
 
 
-class LabelFolderData(LightningDataModule):
+class LabelFolderData(PoolData):
     """Images under ``root`` (any depth, PNG/JPEG/...), labels from ``labels`` (``path,label``).
 
     Args:
@@ -61,13 +61,13 @@ class LabelFolderData(LightningDataModule):
         num_workers: int = 0,
         seed: int | None = None,
     ) -> None:
-        super().__init__()
         for name, v in (("image_size", image_size), ("query_size", query_size), ("batch_size", batch_size),
                         ("eval_batch_size", eval_batch_size), ("min_labels", min_labels)):
             if v < 1:
                 raise LabelingError(f"data.{name} must be positive, got {v}")
         if subset_size is not None and subset_size < query_size:
             raise LabelingError(f"data.subset_size ({subset_size}) is smaller than data.query_size ({query_size})")
+        super().__init__(eval_batch_size, num_workers)
         self.root = Path(root)
         self.labels_path = Path(labels) if labels else None
         self.image_size, self.grayscale = image_size, grayscale
@@ -78,8 +78,7 @@ class LabelFolderData(LightningDataModule):
         self.flip = flip
         self.padding = max(1, image_size // 8) if padding is None else padding
         self.query_size, self.subset_size, self.min_labels = query_size, subset_size, min_labels
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.batch_size, self.seed = batch_size, seed
         self.given_classes = parse_classes(classes)
         if self.given_classes is not None and len(self.given_classes) < 2:
             raise LabelingError(f"the class list names {len(self.given_classes)} class: a classifier needs at least 2")
@@ -101,15 +100,8 @@ class LabelFolderData(LightningDataModule):
         index = {c: i for i, c in enumerate(classes)}
         self.targets = torch.tensor([index[self.labels.label[f]] if f in self.labels.label else -1
                                      for f in self.files], dtype=torch.long)  # (N,)
-
-    @property
-    def labeled(self) -> Tensor:
-        """Indices of the labeled images, ascending. (n_labeled,)"""
-        return torch.nonzero(self.targets >= 0).flatten()
-
-    def unlabeled(self) -> Tensor:
-        """Indices of the unlabeled images, ascending. (n_unlabeled,)"""
-        return torch.nonzero(self.targets < 0).flatten()
+        # the labeled images, ascending: labels come from the CSV, not from a query of this run
+        self.split = Split(len(self.files), self.effective_seed, torch.nonzero(self.targets >= 0).flatten())
 
     def class_counts(self) -> dict[str, int]:
         counts = torch.bincount(self.targets[self.targets >= 0], minlength=len(self.classes)).tolist()
@@ -117,7 +109,7 @@ class LabelFolderData(LightningDataModule):
 
     def cold_start_reason(self) -> str | None:
         """Why the network cannot be trained on the labels yet, or None when it can."""
-        n = len(self.labeled)
+        n = len(self.split)
         present = [c for c, k in self.class_counts().items() if k > 0]
         if n == 0:
             return "no image is labeled yet"
@@ -130,19 +122,7 @@ class LabelFolderData(LightningDataModule):
 
     @property
     def effective_seed(self) -> int:
-        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-    def generator(self, round_: int, purpose: int) -> torch.Generator:
-        """A generator for ``purpose`` (1 subset, 2 strategy) in round ``round_``."""
-        return torch.Generator().manual_seed(self.effective_seed * 1_000_003 + round_ * 101 + purpose)
-
-    def candidates(self, round_: int) -> Tensor:
-        """The unlabeled images to score: all of them, or a seeded random subset of ``subset_size``."""
-        pool = self.unlabeled()
-        if self.subset_size is None or self.subset_size >= len(pool):
-            return pool
-        perm = torch.randperm(len(pool), generator=self.generator(round_, 1))
-        return pool[perm[: self.subset_size]].sort().values
+        return run_seed(self.seed)
 
     # ---- images ---------------------------------------------------------------------------
     def _image(self, i: int):
@@ -152,33 +132,18 @@ class LabelFolderData(LightningDataModule):
         except Exception as e:  # noqa: BLE001
             raise LabelingError(f"{path} could be read when the folder was scanned but not now: {e}") from e
 
-    def train_transform(self):
-        aug = [T.RandomCrop(self.image_size, padding=self.padding)] if self.padding else []
-        if self.flip:
-            aug.append(T.RandomHorizontalFlip())
-        return T.Compose([T.Resize((self.image_size, self.image_size)), *aug,
-                          T.ToTensor(), T.Normalize(self.mean, self.std)])
-
-    def eval_transform(self):
-        return T.Compose([T.Resize((self.image_size, self.image_size)), T.ToTensor(), T.Normalize(self.mean, self.std)])
-
     def setup(self, stage: str | None = None) -> None:
-        images = Images(self._image, self.targets, self.mode)
-        self._train_view = Transformed(images, self.train_transform())
-        self._eval_view = Transformed(images, self.eval_transform())
-
-    def _loader(self, ds, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=drop_last)
+        if self.pool is None:
+            self.set_pool(Images(self._image, self.targets, self.mode),
+                          train_transform(self.image_size, self.padding, self.flip, self.mean, self.std, resize=True),
+                          eval_transform(self.image_size, self.mean, self.std, resize=True))
 
     def train_dataloader(self) -> DataLoader:
-        idx = self.labeled.tolist()
+        idx = self.split.labeled.tolist()
         # a last batch of one image would leave BatchNorm a single value per channel on small maps
         drop_last = len(idx) > self.batch_size and len(idx) % self.batch_size == 1
-        return self._loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last)
+        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last)
 
-    def pool_dataloader(self, indices: Tensor) -> DataLoader:
-        """Images at ``indices`` with the evaluation transform, in order."""
-        if not hasattr(self, "_eval_view"):
-            self.setup()
-        return self._loader(Subset(self._eval_view, torch.as_tensor(indices).tolist()), self.eval_batch_size, False)
+    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
+        self.setup()
+        return super().pool_dataloader(indices, images)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import quoteattr
 
-from lplgrad.labeling.labels import LabelingError
+from lplgrad.labeling.labels import LabelingError, append_labels, normalise_path, read_rows
 
 
 def local_files_prefix(images: Path) -> str:
@@ -125,3 +126,42 @@ def read_export(
         else:
             pairs.append((p, str(label)))
     return pairs, notes
+
+
+@dataclass
+class Imported:
+    """What :func:`import_export` did: labeled tasks read, rows appended, tasks left out, labels changed."""
+
+    pairs: int
+    new: int
+    notes: list[str]
+    changed: list[str]
+
+
+def import_export(export: str | Path, labels_csv: str | Path, root: str | Path, prefix: str) -> Imported:
+    """Append the labels of a Label Studio export to the labels CSV: rows it already has (same
+    path, same label) are not repeated; a changed label is appended (the later row wins)."""
+    root, labels_csv = Path(root), Path(labels_csv)
+    if root.resolve() in labels_csv.resolve().parents:
+        raise LabelingError(f"--import_from would append to {labels_csv}, which is inside the image folder "
+                            f"{root} (never written to): keep the labels CSV outside it")
+    pairs, notes = read_export(export, prefix)
+    current: dict[str, str] = {}  # the label each path has now (the later row wins)
+    if labels_csv.is_file():
+        for _, raw, label in read_rows(labels_csv):
+            p = normalise_path(raw, root)
+            if p and label:
+                current[p] = label
+    new, changed = [], []
+    for p, label in pairs:
+        key = normalise_path(p, root)
+        if key is None or current.get(key) != label:
+            new.append((p, label))
+            if key is not None and key in current:
+                changed.append(f"{key}: {current[key]!r} in {labels_csv}, {label!r} in the export: "
+                               f"the export's row is appended and wins")
+            if key is not None:
+                current[key] = label
+    if new:
+        append_labels(labels_csv, new)
+    return Imported(len(pairs), len(new), notes, changed)

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from lplgrad.errors import LabelingError
 from lplgrad.records import atomic_write
 
-
-class LabelingError(RuntimeError):
-    """Input that stops a labeling run; the message says what to fix."""
+__all__ = ["LabelingError", "Labels", "Problem", "append_labels", "normalise_path", "parse_classes", "read_labels",
+           "read_rows"]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The propose step: score the unlabeled images, pick the next b, and write them out.
 
-Scoring reuses the experiment's machinery: :func:`lplgrad.query.measure_all` runs the strategy
-over the candidates, :func:`lplgrad.query.score_and_select` turns measures into scores and picks
-the b highest (:func:`lplgrad.strategies.select_top`; ties go to the earlier path).
+Scoring is the experiment's query (:func:`lplgrad.query.query`): the strategy measures the
+candidates, turns the measures into scores and the b highest are picked
+(:func:`lplgrad.strategies.select_top`; ties go to the earlier path).
 """
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lplgrad.inference import run_eval
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.query import measure_all, score_and_select
+from lplgrad.query import query
 from lplgrad.records import atomic_write
-from lplgrad.strategies import QueryStrategy, Random
+from lplgrad.strategies import QueryStrategy
 
 
 @dataclass
@@ -44,37 +45,17 @@ class Proposal:
 
 def propose(learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k: int, round_: int,
             device: torch.device) -> Proposal:
-    """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best."""
-    cand = dm.candidates(round_)
-    k = min(k, len(cand))
-    gen = dm.generator(round_, 2)
-    if isinstance(strategy, Random):  # random scores need no image
-        measures, labeled = torch.zeros(len(cand)), None
-    else:
-        was_training = learner.training
-        learner.eval()
-        try:
-            measures = measure_all(learner, strategy, dm.pool_dataloader(cand), device).cpu()
-            labeled = None
-            if strategy.uses_labeled:
-                labeled = measure_all(learner, strategy, dm.pool_dataloader(dm.labeled), device).cpu()
-                if len(labeled) == 0:
-                    labeled = None
-        finally:
-            learner.train(was_training)
-    selected, scores = score_and_select(strategy, cand, measures, labeled, k, gen)
-    score_of = dict(zip(cand.tolist(), scores.tolist()))
-    return Proposal(selected, torch.tensor([score_of[i] for i in selected.tolist()]), len(cand))
+    """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best (all of
+    them when there are fewer)."""
+    result = query(learner, strategy, dm.split, round_, k, dm.subset_size, dm.pool_dataloader, device)
+    score_of = dict(zip(result.candidates.tolist(), result.scores.tolist()))
+    return Proposal(result.selected, torch.tensor([score_of[i] for i in result.selected.tolist()]), len(result.candidates))
 
 
-@torch.no_grad()
 def predict(learner: nn.Module, dm: LabelFolderData, proposal: Proposal, device: torch.device) -> None:
     """Fill in the trained network's most probable class and its probability for each proposed image."""
-    was_training = learner.training
-    learner.eval()
-    probs = [torch.softmax(learner.net(x.to(device))[0].float(), 1).cpu()
-             for x, _ in dm.pool_dataloader(proposal.indices)]
-    learner.train(was_training)
+    probs = run_eval(learner.net, dm.pool_dataloader(proposal.indices), device,
+                     lambda x, _: torch.softmax(learner.net(x)[0].float(), 1).cpu())
     if not probs:
         return
     conf, idx = torch.cat(probs)[:, : len(dm.classes)].max(1)

@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet-18: the paper's main model M (SPEC section 1).
+"""CIFAR-style ResNet-18: the paper's main model M (docs/method.md §2).
 
 3x3 stem with stride 1 and no max-pool, BasicBlocks [2, 2, 2, 2]. ``width`` scales the four
 stage widths (64 gives the paper's 64/128/256/512 and ~11.2M parameters).

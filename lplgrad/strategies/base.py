@@ -19,6 +19,9 @@ class QueryStrategy(ABC):
     requires_aux: bool = False
     #: True when :meth:`scores` needs the measures of the labeled set as well
     uses_labeled: bool = False
+    #: False when :meth:`measure` reads nothing of the images but their number (the loader then
+    #: yields empty rows instead of decoding them)
+    needs_images: bool = True
 
     @abstractmethod
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:

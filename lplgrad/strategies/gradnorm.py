@@ -1,7 +1,7 @@
 """Entropy-gradient-norm queries: Ent-GradNorm (Wang et al., AAAI 2022) and LPLgrad's query.
 
 Score of x = norm of dH(x)/dtheta over the parameters theta of M, M in eval mode, no update
-(paper Eq. 6-8, SPEC section 2). ``norm="per_tensor"`` (default) sums each tensor's L2 norm as the
+(paper Eq. 6-8, docs/method.md §3). ``norm="per_tensor"`` (default) sums each tensor's L2 norm as the
 authors' code does; ``norm="global"`` is the Frobenius norm of the paper's text.
 """
 from __future__ import annotations

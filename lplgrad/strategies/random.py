@@ -1,4 +1,4 @@
-"""Rand: b random samples of the candidate subset (SPEC section 3)."""
+"""Rand: b random samples of the candidate subset (docs/method.md, "Baselines")."""
 from __future__ import annotations
 
 import torch
@@ -9,6 +9,8 @@ from lplgrad.strategies.base import QueryStrategy
 
 class Random(QueryStrategy):
     """Uniform random scores drawn from the round's seeded generator: reproducible per seed."""
+
+    needs_images = False
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
         return torch.zeros(x.shape[0], device=x.device)  # (B,)

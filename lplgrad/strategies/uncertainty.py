@@ -9,7 +9,7 @@ from lplgrad.strategies.base import QueryStrategy
 
 
 class Entropy(QueryStrategy):
-    """Highest predictive entropy H(x) first (Wang & Shang 2014; SPEC section 3)."""
+    """Highest predictive entropy H(x) first (Wang & Shang 2014; docs/method.md §4)."""
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
         with torch.no_grad():

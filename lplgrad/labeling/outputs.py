@@ -1,0 +1,72 @@
+"""The write step of a labeling run: ``<out>/round_NNN/`` with the proposal (``to_label.csv``, the
+Label Studio tasks and labeling config), the network that scored it and ``proposal.json``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lplgrad.labeling.checkpoint import CHECKPOINT, save_checkpoint
+from lplgrad.labeling.data import LabelFolderData
+from lplgrad.labeling.label_studio import labeling_config, local_files_prefix, tasks
+from lplgrad.labeling.propose import Proposal, write_json, write_to_label
+from lplgrad.labeling.report import say
+from lplgrad.labeling.train import Training
+from lplgrad.module import ActiveLearner
+
+
+def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLearner, training: Training,
+                proposal: Proposal, url_prefix: str | None, config_yaml: str | None, epochs: int,
+                query_seconds: float, args: list[str] | None) -> dict[str, Any]:
+    """Write every file of the round; returns the summary written to ``proposal.json``."""
+    rows = proposal.rows(dm.files)
+    uses_network = training.mode == "trained" or training.strategy.needs_images
+    ckpt = rdir / CHECKPOINT if uses_network else None
+    if ckpt is not None:
+        save_checkpoint(ckpt, learner, dm.classes, round_, [dm.files[i] for i in dm.split.labeled.tolist()],
+                        trained=training.mode == "trained" or training.resumed is not None)
+    prefix = url_prefix if url_prefix is not None else local_files_prefix(dm.root)
+    write_to_label(rdir / "to_label.csv", rows)
+    write_json(rdir / "label_studio.json", tasks(rows, prefix, round_, repr(training.strategy)))
+    if dm.classes:
+        (rdir / "label_studio_config.xml").write_text(labeling_config(dm.classes))
+    if config_yaml is not None:
+        (rdir / "config.yaml").write_text(config_yaml)
+    summary = {
+        "round": round_,
+        "mode": training.mode,
+        "cold_start_reason": training.reason,
+        "strategy": repr(training.strategy),
+        "proposed": [r["path"] for r in rows],
+        "to_label": str(rdir / "to_label.csv"),
+        "label_studio": str(rdir / "label_studio.json"),
+        "label_studio_url_prefix": prefix,
+        "checkpoint": None if ckpt is None else str(ckpt),
+        "resumed_from": None if training.resumed is None else str(training.resumed),
+        "images": dm.root.as_posix(),
+        "readable_images": len(dm.files),
+        "unreadable_images": [{"path": s.path, "reason": s.reason} for s in dm.scan.skipped],
+        "labels_csv": None if dm.labels_path is None else str(dm.labels_path),
+        "labeled": len(dm.split),
+        "unlabeled": len(dm.split.unlabeled()),
+        "scored": proposal.candidates,
+        "classes": dm.classes,
+        "class_counts": dm.class_counts(),
+        "label_problems": [{"line": p.line, "path": p.path, "problem": p.message} for p in dm.labels.problems],
+        "epochs": epochs if training.mode == "trained" else 0,
+        "train_accuracy": training.accuracy,
+        "train_seconds": round(training.seconds, 3),
+        "query_seconds": round(query_seconds, 3),
+        "command": list(sys.argv[1:] if args is None else args),
+    }
+    write_json(rdir / "proposal.json", summary)
+    return summary
+
+
+def config_text(cli) -> str | None:
+    """The run's resolved configuration as YAML (None, said on the console, if it cannot be dumped)."""
+    try:
+        return cli.parser.dump(cli.config, skip_none=False)
+    except Exception as e:  # noqa: BLE001 - the run's outputs matter more than this record
+        say(f"  (config.yaml not written: {e})")
+        return None

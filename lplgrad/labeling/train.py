@@ -1,0 +1,69 @@
+"""The train step of a labeling run: from which network it starts, and training it (or, with too
+few labels, choosing the cold-start strategy that picks the first batch without training)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+
+from lplgrad.errors import LabelingError
+from lplgrad.labeling.checkpoint import latest_checkpoint, load_checkpoint
+from lplgrad.labeling.data import LabelFolderData
+from lplgrad.labeling.report import listed, say
+from lplgrad.module import ActiveLearner
+from lplgrad.strategies import Coreset, QueryStrategy, Random
+
+COLD_START = {"random": Random, "coreset": Coreset}
+
+
+@dataclass
+class Training:
+    """What scores the pool, and how the network got there."""
+
+    strategy: QueryStrategy
+    mode: str  # "trained", or "cold_start" (the network was not trained this run)
+    reason: str | None  # why a cold start
+    resumed: Path | None  # the checkpoint the network started from
+    accuracy: float | None  # on the augmented labeled images, at the last epoch
+    seconds: float
+
+
+def starting_checkpoint(resume: bool, resume_from: str | None, out: Path) -> Path | None:
+    """``--resume_from``, or with ``--resume`` the latest round's checkpoint in ``out`` (if any)."""
+    if resume_from:
+        path = Path(resume_from)
+        if not path.is_file():
+            raise LabelingError(f"--resume_from {path}: no such file")
+        return path
+    if resume:
+        path = latest_checkpoint(out)
+        if path is None:
+            say(f"Resume: no checkpoint in {out} yet: starting from a fresh network")
+        return path
+    return None
+
+
+def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_: int, resumed: Path | None,
+          cold_start: str) -> Training:
+    """Load ``resumed`` into the network, then train it on the labeled images; with too few
+    labels, train nothing and return the ``cold_start`` strategy instead."""
+    if resumed is not None:
+        say(f"Resume: starting from {resumed}")
+        listed(load_checkpoint(resumed, learner, dm.classes))
+    reason = dm.cold_start_reason()
+    t0 = time.monotonic()
+    if reason is not None:
+        how = (f"at random (seed {dm.effective_seed}, round {round_})" if cold_start == "random" else
+               "by Coreset (k-center greedy) on the features of the "
+               + ("checkpoint's" if resumed else "untrained") + " network")
+        say(f"Cold start: {reason}. The network is not trained; this batch is chosen {how}.")
+        return Training(COLD_START[cold_start](), "cold_start", reason, resumed, None, time.monotonic() - t0)
+    say(f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
+        f"{trainer.max_epochs} epochs, {'from ' + str(resumed) if resumed else 'from a fresh network'} "
+        f"(loss and accuracy on the augmented labeled images):")
+    trainer.fit(learner, datamodule=dm)
+    acc = trainer.callback_metrics.get("train/acc")
+    return Training(learner.strategy, "trained", None, resumed, None if acc is None else float(acc),
+                    time.monotonic() - t0)

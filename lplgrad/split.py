@@ -1,0 +1,88 @@
+"""The labeled / unlabeled split of a pool: the one place both applications keep it.
+
+A :class:`Split` holds which pool items are labeled (in the order they were labelled), the round
+after which each was added, the seeded random streams of the run, the candidate subset S of a
+round and the growth of the labeled set by a query (docs/method.md, "Querying phase").
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: the purposes a run draws random numbers for; each number is part of the seed formula, so
+#: changing one changes every run
+PURPOSES = {"initial": 0, "subset": 1, "strategy": 2}
+INITIAL_ROUND = -1  # labeled_round of the initial set (or of labels given before any query)
+
+
+def round_generator(seed: int, round_: int, purpose: str) -> torch.Generator:
+    """A generator for ``purpose`` in round ``round_``: the same on every process and machine."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + round_ * 101 + PURPOSES[purpose])
+
+
+class Split:
+    """Labeled indices into a pool of ``pool_size`` items, and the round each was added after.
+
+    Args:
+        pool_size: number of items in the pool (indices 0 .. pool_size - 1).
+        seed: the run's seed (the initial set, every round's subset and random strategies).
+        labeled: indices already labeled, in the order they were labelled (default: none).
+        labeled_round: the round after which each was added (default: all INITIAL_ROUND).
+    """
+
+    def __init__(self, pool_size: int, seed: int, labeled: Tensor | None = None,
+                 labeled_round: Tensor | None = None) -> None:
+        self.pool_size, self.seed = int(pool_size), int(seed)
+        self.labeled = torch.zeros(0, dtype=torch.long) if labeled is None else torch.as_tensor(labeled, dtype=torch.long)
+        if labeled_round is None:
+            labeled_round = torch.full_like(self.labeled, INITIAL_ROUND)
+        self.labeled_round = torch.as_tensor(labeled_round, dtype=torch.long)  # (n_labeled,)
+
+    @classmethod
+    def random_initial(cls, pool_size: int, size: int, seed: int) -> Split:
+        """``size`` items of the pool drawn at random with the run's "initial" stream."""
+        perm = torch.randperm(pool_size, generator=round_generator(seed, 0, "initial"))
+        return cls(pool_size, seed, perm[:size].clone())
+
+    def generator(self, round_: int, purpose: str) -> torch.Generator:
+        return round_generator(self.seed, round_, purpose)
+
+    def __len__(self) -> int:
+        """The number of labeled items."""
+        return len(self.labeled)
+
+    def unlabeled(self) -> Tensor:
+        """Indices of the unlabeled pool, ascending. (n_unlabeled,)"""
+        mask = torch.ones(self.pool_size, dtype=torch.bool)
+        mask[self.labeled] = False
+        return torch.nonzero(mask).flatten()
+
+    def candidates(self, round_: int, subset_size: int | None) -> Tensor:
+        """The round's seeded random subset S of the unlabeled pool, ascending; the whole pool
+        when ``subset_size`` is None or not smaller than it."""
+        pool = self.unlabeled()
+        if subset_size is None or subset_size >= len(pool):
+            return pool
+        perm = torch.randperm(len(pool), generator=self.generator(round_, "subset"))
+        return pool[perm[:subset_size]].sort().values
+
+    def add(self, indices: Tensor, round_: int) -> None:
+        """Label ``indices`` after round ``round_``; refuses repeats, labeled and out-of-pool indices."""
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        if len(torch.unique(indices)) != len(indices):
+            raise RuntimeError("a query returned the same index twice")
+        if torch.isin(indices, self.labeled).any():
+            raise RuntimeError("a query returned an index that is already labeled")
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.pool_size):
+            raise RuntimeError("a query returned an index outside the pool")
+        self.labeled = torch.cat([self.labeled, indices])
+        self.labeled_round = torch.cat([self.labeled_round, torch.full_like(indices, round_)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labeled": self.labeled.clone(), "labeled_round": self.labeled_round.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labeled = torch.as_tensor(state["labeled"], dtype=torch.long)
+        self.labeled_round = torch.as_tensor(state["labeled_round"], dtype=torch.long)
