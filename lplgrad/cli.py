@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from lplgrad.allocator import keep_freed_memory
-from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundFigures
+from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundCheckpoint, RoundFigures
 from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError, LPLgradError, RunExistsError
 from lplgrad.module import ActiveLearner
@@ -79,9 +78,7 @@ class LPLgradCLI(BaseCLI):
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
         parser.add_lightning_class_args(RoundFigures, "figures")
         parser.add_lightning_class_args(QueryProgressBar, "query_progress")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # last.ckpt is written only together with a top-k checkpoint: keep the newest epoch and a copy as last
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.add_lightning_class_args(RoundCheckpoint, "checkpoint")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start anew in a run folder that already holds an experiment (the old folder is deleted)")
 

@@ -15,18 +15,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from lplgrad.augment import TensorBatches
 from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import ConfigError, DataError
-from lplgrad.split import Split
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix-style), the same on every machine."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
+from lplgrad.split import Split, epoch_permutation, mix_seed
 
 
 def run_seed(seed: int | None) -> int:
@@ -48,11 +40,10 @@ class EpochShuffle(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.loader_generator.manual_seed(_mix(self.seed, epoch, 1))
+        self.loader_generator.manual_seed(mix_seed(self.seed, epoch, 1))
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 0))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(epoch_permutation(self.n, self.seed, self.epoch).tolist())
 
     def __len__(self) -> int:
         return self.n
@@ -76,9 +67,18 @@ class PoolData(LightningDataModule):
     def labels(self, indices: Tensor) -> Tensor:
         return self.pool.targets[indices]
 
-    def loader(self, ds: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False, **kw) -> DataLoader:
+    def device(self) -> torch.device:
+        """The device the trainer runs on (the CPU before a trainer is attached)."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def loader(self, ds: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               persistent: bool = False, **kw) -> DataLoader:
+        """A DataLoader with the module's workers; ``persistent`` keeps them between epochs (the
+        training loader), and memory is pinned when the trainer runs on CUDA."""
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=drop_last, **kw)
+                          drop_last=drop_last, persistent_workers=persistent and self.num_workers > 0,
+                          pin_memory=self.device().type == "cuda", **kw)
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
         """Pool items at ``indices`` with the evaluation transform, in order; with ``images``
@@ -98,9 +98,15 @@ class ActiveDataModule(PoolData):
         budget: A, the run ends once this many samples are labeled.
         batch_size: training batch size.
         eval_batch_size: batch size for the test set and for scoring candidates.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (persistent within a round).
         seed: seed of the split and of S; None uses the run's ``seed_everything`` value.
         test_size: evaluate on a fixed seeded subset of this many test images (None: all).
+        in_memory: keep the images as one uint8 tensor on the training device and augment whole
+            batches there (:mod:`lplgrad.augment`), for datasets stored as one array
+            (Fashion-MNIST, CIFAR-10/100, SVHN, digits). None (auto): on when training on a GPU
+            and both splits fit in a quarter of its free memory; true: also on a CPU; false: the
+            PIL transforms in DataLoader workers (the default on a CPU, which the README's
+            reproducible numbers use).
     """
 
     def __init__(
@@ -115,6 +121,7 @@ class ActiveDataModule(PoolData):
         num_workers: int = 0,
         seed: int | None = None,
         test_size: int | None = None,
+        in_memory: bool | None = None,
     ) -> None:
         for name, v in (("initial_size", initial_size), ("query_size", query_size), ("subset_size", subset_size),
                         ("budget", budget), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -133,7 +140,8 @@ class ActiveDataModule(PoolData):
         self.dataset = dataset
         self.initial_size, self.query_size = initial_size, query_size
         self.subset_size, self.budget = subset_size, budget
-        self.batch_size, self.seed, self.test_size = batch_size, seed, test_size
+        self.batch_size, self.seed, self.test_size, self.in_memory = batch_size, seed, test_size, in_memory
+        self.arrays: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool, test) uint8 on the device, or None
         self.num_classes = dataset.num_classes
         self.in_channels = dataset.in_channels
         self.test_set = None
@@ -149,8 +157,10 @@ class ActiveDataModule(PoolData):
                 g = torch.Generator().manual_seed(12345)
                 test = Subset(test, torch.randperm(len(test), generator=g)[: self.test_size].sort().values.tolist())
             self._test_view = test
+            self._test_rows = torch.as_tensor(test.indices) if isinstance(test, Subset) else torch.arange(len(test))
             self._check_labels()
             self._check_sizes()
+            self.arrays = self._place_arrays()
         if self.split is None:
             self.split = Split.random_initial(self.pool_size, self.initial_size, run_seed(self.seed))
             if self._restored is not None:
@@ -175,6 +185,22 @@ class ActiveDataModule(PoolData):
             rank_zero_warn(f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
                            f"({pool - self.initial_size}): every round scores the whole unlabeled pool")
 
+    def _place_arrays(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The pool and test images as uint8 tensors on the training device, when ``in_memory`` is
+        on (or, unset, when training on a GPU that holds them), else None."""
+        pool, test = self.pool.array, self.test_set.array
+        has_arrays = pool is not None and test is not None and not self.dataset.resize
+        if self.in_memory is False or (self.in_memory is None and not has_arrays):
+            return None
+        if not has_arrays:
+            raise ConfigError(f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
+                              f"SVHN, digits); {type(self.dataset).__name__} is read image by image")
+        device = self.device()
+        if self.in_memory is None:
+            if device.type != "cuda" or 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]:
+                return None
+        return pool.to(device), test.to(device)
+
     @property
     def pool_size(self) -> int:
         return len(self.pool)
@@ -189,15 +215,31 @@ class ActiveDataModule(PoolData):
         return max(0, min(self.query_size, self.target_size - len(self.split)))
 
     # ---- loaders --------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        gen = torch.Generator()
+    def train_dataloader(self) -> DataLoader | TensorBatches:
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
         labeled = self.split.labeled
+        if self.arrays is not None:  # shuffled by the same permutation as the PIL path
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+            return TensorBatches(self.arrays[0], self.pool.targets, labeled, self.batch_size, self.dataset.mean,
+                                 self.dataset.std, train=True, padding=self.dataset.padding, flip=self.dataset.flip,
+                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world)
+        gen = torch.Generator()
         sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
-        return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, sampler=sampler, generator=gen)
+        return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, persistent=True,
+                           sampler=sampler, generator=gen)
 
-    def test_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
+    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
+        if self.arrays is not None:
+            return TensorBatches(self.arrays[0], self.pool.targets, indices, self.eval_batch_size, self.dataset.mean,
+                                 self.dataset.std)
+        return super().pool_dataloader(indices, images)
+
+    def test_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader | TensorBatches:
         """The test set, or its ``rank::world_size`` shard."""
+        if self.arrays is not None:
+            return TensorBatches(self.arrays[1], self.test_set.targets, self._test_rows[rank::world_size],
+                                 self.eval_batch_size, self.dataset.mean, self.dataset.std)
         ds = self._test_view
         if world_size > 1:
             ds = Subset(ds, list(range(rank, len(ds), world_size)))

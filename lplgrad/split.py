@@ -17,6 +17,20 @@ PURPOSES = {"initial": 0, "subset": 1, "strategy": 2}
 INITIAL_ROUND = -1  # labeled_round of the initial set (or of labels given before any query)
 
 
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), the same on every machine."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The order in which epoch ``epoch`` visits the n labeled items: depends on (seed, epoch) only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch, 0)))
+
+
 def round_generator(seed: int, round_: int, purpose: str) -> torch.Generator:
     """A generator for ``purpose`` in round ``round_``: the same on every process and machine."""
     return torch.Generator().manual_seed(seed * 1_000_003 + round_ * 101 + PURPOSES[purpose])

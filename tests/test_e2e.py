@@ -82,3 +82,15 @@ def test_seed_changes_the_split(tmp_path, tiny_fit):
     c = cli_main(tiny_fit("--data.budget", "20", save_dir=tmp_path / "c"))
     assert a.datamodule.split.labeled.tolist() == c.datamodule.split.labeled.tolist()
     assert a.datamodule.split.labeled.tolist() != b.datamodule.split.labeled.tolist()
+
+
+@pytest.mark.parametrize("every,saves", [(None, 3), ("0", 9)])
+def test_checkpoint_cadence_round_ends_or_every_epoch(tmp_path, tiny_fit, every, saves):
+    """One file, last.ckpt: saved at each round's end (default), or after every epoch with every_minutes 0."""
+    extra = ["--loop.epochs_per_round", "3"] + (["--checkpoint.every_minutes", every] if every else [])
+    cli = cli_main(tiny_fit(*extra))
+    (ckpt,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "RoundCheckpoint"]
+    assert ckpt.saves == saves
+    assert [p.name for p in (run_dir(tmp_path) / "checkpoints").iterdir()] == ["last.ckpt"]
+    state = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert len(state["ActiveDataModule"]["labeled"]) == 50  # the last save is the end of the last round

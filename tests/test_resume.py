@@ -89,6 +89,50 @@ def test_kill_after_round_checkpoint_then_resume_matches_uninterrupted(tmp_path)
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["crashed", "reference"]
 
 
+def test_kill_between_two_checkpoints_then_resume_matches_uninterrupted(tmp_path):
+    """Checkpoints come at round ends (and every N minutes): a run killed well into a round
+    redoes that round's epochs from the last checkpoint and ends exactly as an uninterrupted one."""
+    run(command(tmp_path, "reference"))
+    ref = check_complete(tmp_path / "digits" / "reference")
+    cmd = command(tmp_path, "crashed")
+    run_dir = tmp_path / "digits" / "crashed"
+    seen: list[float] = []
+
+    def into_round_2(d: Path) -> bool:
+        if not after_round_checkpoint(1)(d):
+            return False
+        seen.append(time.monotonic()) if not seen else None
+        return time.monotonic() - seen[0] > 0.5  # several epochs of round 2, none of them saved
+
+    start_and_kill(cmd, run_dir, into_round_2)
+    assert len(rounds(run_dir)) == 2  # killed inside round 2, after round 1's checkpoint
+    run(cmd + ["--ckpt_path", "last"])
+    got = check_complete(run_dir)
+    assert [r["queried"] for r in got] == [r["queried"] for r in ref]
+    assert [r["test_acc"] for r in got] == [r["test_acc"] for r in ref]
+
+
+def test_mid_round_checkpoint_resume_matches_uninterrupted(tmp_path):
+    """With --checkpoint.every_minutes 0 every epoch is saved; a resume from one inside a round is exact."""
+    run(command(tmp_path, "reference"))
+    ref = check_complete(tmp_path / "digits" / "reference")
+    cmd = command(tmp_path, "crashed", "--checkpoint.every_minutes", "0")
+    run_dir = tmp_path / "digits" / "crashed"
+
+    def mid_round_1(d: Path) -> bool:
+        ckpt = d / "checkpoints" / "last.ckpt"
+        try:
+            return len(rounds(d)) == 2 and ckpt.stat().st_mtime_ns > (d / "rounds.jsonl").stat().st_mtime_ns + 50_000_000
+        except (OSError, ValueError):
+            return False
+
+    start_and_kill(cmd, run_dir, mid_round_1)
+    run(cmd + ["--ckpt_path", "last"])
+    got = check_complete(run_dir)
+    assert [r["queried"] for r in got] == [r["queried"] for r in ref]
+    assert [r["test_acc"] for r in got] == [r["test_acc"] for r in ref]
+
+
 @pytest.mark.parametrize("delay", [0.05, 0.6])
 def test_kill_at_any_moment_then_resume_keeps_every_round_once(tmp_path, delay):
     """Killed mid-epoch or mid-query (whatever the moment after start-up), resume finishes cleanly."""

@@ -142,6 +142,7 @@ class ActiveLearningLoop(Callback):
             "train_seconds": round(train_seconds, 3),
             "query_seconds": 0.0,
             "processes": world,
+            "threads": torch.get_num_threads(),  # CPU results depend on it: part of what reproduces a run
             "queried": [],
         }
         k = dm.next_query_size()

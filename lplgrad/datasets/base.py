@@ -20,13 +20,17 @@ class DatasetNotFoundError(LPLgradError, RuntimeError):
 class Images(Dataset):
     """Images with integer labels; ``targets`` holds every label as a tensor (N,).
 
-    ``image(i)`` returns the i-th image as a PIL image in ``mode`` ("RGB" or "L").
+    ``image(i)`` returns the i-th image as a PIL image in ``mode`` ("RGB" or "L"). ``array``, when
+    the dataset has one, holds every image as one uint8 tensor (N, C, H, W) with the same pixels
+    (what :mod:`lplgrad.augment` transforms whole batches of).
     """
 
-    def __init__(self, image: Callable[[int], Image.Image], targets: Tensor, mode: str) -> None:
+    def __init__(self, image: Callable[[int], Image.Image], targets: Tensor, mode: str,
+                 array: Tensor | None = None) -> None:
         self._image = image
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.mode = mode
+        self.array = array
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -29,4 +29,5 @@ class Digits(ImageDataset):
         targets = torch.from_numpy(d.target.astype(np.int64))
         tr, te = stratified_split(targets, self.test_fraction, self.split_seed)
         keep = tr if train else te
-        return Images(lambda i: Image.fromarray(images[int(keep[i])].numpy()), targets[keep], "L")
+        return Images(lambda i: Image.fromarray(images[int(keep[i])].numpy()), targets[keep], "L",
+                      array=images[keep].unsqueeze(1))

@@ -76,7 +76,7 @@ class FashionMNIST(ImageDataset):
         labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))  # (N,)
         if len(images) != len(labels):
             raise ValueError(f"{paths[0]} and {paths[1]} hold {len(images)} images but {len(labels)} labels")
-        return Images(lambda i: Image.fromarray(images[i].numpy()), labels, "L")
+        return Images(lambda i: Image.fromarray(images[i].numpy()), labels, "L", array=images.unsqueeze(1))
 
     def _missing(self, why: str) -> str:
         return (

@@ -24,8 +24,8 @@ def _open(make: Callable[[], Dataset], name: str, root: str, how: str) -> Datase
         raise DatasetNotFoundError(f"{name} not found under {root} and not downloadable here ({e}): {how}") from e
 
 
-def _wrap(ds: Dataset, targets, mode: str) -> Images:
-    return Images(lambda i: ds[i][0], torch.as_tensor(targets), mode)
+def _wrap(ds: Dataset, targets, mode: str, array: torch.Tensor | None = None) -> Images:
+    return Images(lambda i: ds[i][0], torch.as_tensor(targets), mode, array)
 
 
 class CIFAR10(ImageDataset):
@@ -42,7 +42,7 @@ class CIFAR10(ImageDataset):
         how = f"set download: true on a machine with internet, or extract {self._url} so that {self.root}/{self._folder} exists"
         ds = _open(lambda: self._tv(self.root, train=train, download=self.download), self._name, self.root, how)
         self._classes = list(ds.classes)
-        return _wrap(ds, ds.targets, "RGB")
+        return _wrap(ds, ds.targets, "RGB", torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous())  # (N, 3, 32, 32)
 
     def class_names(self) -> list[str]:
         return getattr(self, "_classes", None) or super().class_names()
@@ -73,7 +73,7 @@ class SVHN(ImageDataset):
         how = (f"set download: true on a machine with internet, or put {split}_32x32.mat from "
                f"http://ufldl.stanford.edu/housenumbers/ in {self.root}")
         ds = _open(lambda: tvd.SVHN(self.root, split=split, download=self.download), "SVHN", self.root, how)
-        return _wrap(ds, ds.labels, "RGB")
+        return _wrap(ds, ds.labels, "RGB", torch.from_numpy(ds.data))  # (N, 3, 32, 32)
 
 
 class Caltech101(ImageDataset):

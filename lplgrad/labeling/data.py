@@ -142,7 +142,8 @@ class LabelFolderData(PoolData):
         idx = self.split.labeled.tolist()
         # a last batch of one image would leave BatchNorm a single value per channel on small maps
         drop_last = len(idx) > self.batch_size and len(idx) % self.batch_size == 1
-        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last)
+        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last,
+                           persistent=True)
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
         self.setup()

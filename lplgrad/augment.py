@@ -1,0 +1,112 @@
+"""Images kept as one uint8 tensor (on the GPU when training there) and transformed whole batches
+at a time: the paper's augmentation (zero-padded random crop, horizontal flip, normalisation) as
+a few tensor operations instead of a PIL call per image in loader workers.
+
+:func:`crop_flip_normalize` gives exactly the tensors of the PIL path (:mod:`lplgrad.transforms`)
+for the same crop offsets and flips (``tests/test_augment.py``). The random choices come from a
+generator seeded by (seed, epoch), never from the global stream, so a resumed run draws the same
+ones. The design follows airbench (Keller Jordan's fast CIFAR-10 training), which keeps CIFAR on
+the GPU and augments there.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from lplgrad.split import epoch_permutation, mix_seed
+
+
+def normalize(x_u8: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 images (B, C, H, W) -> float32, as ToTensor then Normalize compute it: x / 255, then
+    (x - mean) / std per channel."""
+    x = x_u8.to(torch.float32).div(255)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    return x.sub(m).div(s)
+
+
+def crop_flip(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int) -> Tensor:
+    """Each image zero-padded by ``padding``, cropped back to its size at ``offsets`` (row, column
+    of the top-left corner in the padded image, each in [0, 2 * padding]) and mirrored where
+    ``flips``. x_u8: (B, C, H, W), offsets: (B, 2), flips: (B,) bool -> (B, C, H, W)"""
+    B, C, H, W = x_u8.shape
+    out = x_u8
+    if padding:
+        padded = torch.nn.functional.pad(x_u8, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p)
+        rows = offsets[:, :1] + torch.arange(H, device=x_u8.device)  # (B, H)
+        cols = offsets[:, 1:] + torch.arange(W, device=x_u8.device)  # (B, W)
+        b = torch.arange(B, device=x_u8.device)[:, None, None]
+        out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
+    return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out)
+
+
+def crop_flip_normalize(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int,
+                        mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    return normalize(crop_flip(x_u8, offsets, flips, padding), mean, std)
+
+
+def draw(n: int, padding: int, flip: bool, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Crop offsets (n, 2) in [0, 2 * padding] and flips (n,) for n images."""
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return offsets, flips
+
+
+class TensorBatches:
+    """Batches of ``images[indices]`` straight from a tensor: shuffled per epoch and augmented
+    (``train``), or in order with the evaluation transform only. Quacks like a DataLoader for
+    Lightning (``len``, iteration, ``sampler.set_epoch``).
+
+    Args:
+        images: (N, C, H, W) uint8, on the device the batches are wanted on.
+        targets: (N,) labels (any device).
+        indices: the rows to serve, in order.
+        batch_size: rows per batch; the last batch is smaller.
+        mean, std: normalisation per channel.
+        train: shuffle (by :func:`lplgrad.split.epoch_permutation`, as the PIL path) and augment.
+        padding, flip: the augmentation.
+        seed, epoch: what the shuffle and the augmentation's draws depend on.
+        rank, world: serve the ``rank::world`` share of the shuffled rows, padded by repetition
+            so that every process serves as many batches (as Lightning's distributed sampler).
+    """
+
+    def __init__(self, images: Tensor, targets: Tensor, indices: Tensor, batch_size: int, mean: Sequence[float],
+                 std: Sequence[float], train: bool = False, padding: int = 0, flip: bool = False, seed: int = 0,
+                 epoch: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.images, self.indices = images, torch.as_tensor(indices, dtype=torch.long)
+        self.targets = torch.as_tensor(targets).to(images.device)
+        self.batch_size, self.mean, self.std = batch_size, tuple(mean), tuple(std)
+        self.train, self.padding, self.flip = train, padding, flip
+        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
+        self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) every epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rows(self) -> Tensor:
+        if not self.train:
+            return self.indices
+        rows = self.indices[epoch_permutation(len(self.indices), self.seed, self.epoch)]
+        if self.world > 1:
+            total = math.ceil(len(rows) / self.world) * self.world
+            rows = torch.cat([rows, rows[: total - len(rows)]])[self.rank :: self.world]
+        return rows
+
+    def __len__(self) -> int:
+        n = len(self.indices) if not self.train or self.world == 1 else math.ceil(len(self.indices) / self.world)
+        return math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        rows = self._rows()
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 2))
+        for s in range(0, len(rows), self.batch_size):
+            idx = rows[s : s + self.batch_size]
+            dev_idx = idx.to(self.images.device)
+            x = self.images[dev_idx]
+            if self.train:
+                offsets, flips = draw(len(idx), self.padding, self.flip, g)
+                x = crop_flip(x, offsets.to(x.device), flips.to(x.device), self.padding)
+            yield normalize(x, self.mean, self.std), self.targets[dev_idx]

@@ -1,0 +1,82 @@
+"""Images kept as one tensor and augmented whole batches at a time: the same tensors as the PIL path."""
+import pytest
+import torch
+from torchvision import transforms as T
+from torchvision.transforms import functional as TF
+
+from lplgrad.augment import TensorBatches, crop_flip_normalize, draw, normalize
+from lplgrad.cli import cli_main
+from lplgrad.datasets import Digits
+from lplgrad.records import read_rounds
+from lplgrad.split import epoch_permutation
+from lplgrad.transforms import eval_transform, train_transform
+
+
+@pytest.mark.parametrize("channels,size,padding,mean,std", [
+    (1, 28, 4, (0.2860,), (0.3530,)),  # Fashion-MNIST
+    (3, 32, 4, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),  # CIFAR-10
+    (1, 8, 1, (0.306,), (0.377,)),  # digits
+])
+def test_batched_augmentation_equals_the_pil_path(monkeypatch, channels, size, padding, mean, std):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (12, channels, size, size), dtype=torch.uint8, generator=g)
+    offsets, flips = draw(12, padding, True, g)
+    assert flips.any() and not flips.all() and offsets.min() >= 0 and offsets.max() <= 2 * padding
+    batched = crop_flip_normalize(x, offsets, flips, padding, mean, std)
+
+    pil = train_transform(size, padding, True, mean, std)  # the transform the PIL path runs
+    for n in range(12):
+        i, j = offsets[n].tolist()
+        monkeypatch.setattr(T.RandomCrop, "get_params", staticmethod(lambda img, out, i=i, j=j: (i, j, size, size)))
+        monkeypatch.setattr(T.RandomHorizontalFlip, "forward",
+                            lambda self, img, f=bool(flips[n]): TF.hflip(img) if f else img)
+        img = TF.to_pil_image(x[n] if channels == 3 else x[n, 0], mode="RGB" if channels == 3 else "L")
+        assert torch.equal(pil(img), batched[n])  # bit for bit
+    plain = eval_transform(size, mean, std)
+    img = TF.to_pil_image(x[0] if channels == 3 else x[0, 0], mode="RGB" if channels == 3 else "L")
+    assert torch.equal(plain(img), normalize(x[:1], mean, std)[0])
+
+
+def test_tensor_batches_shuffle_by_epoch_and_shard_evenly():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    targets = torch.arange(10)
+    labeled = torch.tensor([9, 3, 5, 0, 7, 2, 8])
+    tb = TensorBatches(images, targets, labeled, 3, (0.0,), (1 / 255,), train=True, seed=4, epoch=2)
+    rows = torch.cat([y for _, y in tb])
+    assert torch.equal(rows, labeled[epoch_permutation(7, 4, 2)])  # the PIL path's order
+    tb.sampler.set_epoch(3)
+    assert not torch.equal(torch.cat([y for _, y in tb]), rows) and len(tb) == 3
+    shards = [TensorBatches(images, targets, labeled, 2, (0.0,), (1.0,), train=True, seed=4, epoch=2, rank=r, world=2)
+              for r in range(2)]
+    got = [torch.cat([y for _, y in s]) for s in shards]
+    assert len(got[0]) == len(got[1]) == 4 and len(shards[0]) == len(shards[1]) == 2
+    assert set(torch.cat(got).tolist()) == set(labeled.tolist())
+    x, y = next(iter(TensorBatches(images, targets, torch.tensor([4, 1]), 8, (0.0,), (1 / 255,))))
+    assert y.tolist() == [4, 1] and x[:, 0, 0, 0].tolist() == pytest.approx([4.0, 1.0])  # in order, unaugmented
+
+
+def test_in_memory_experiment_on_the_cpu(tiny_fit, tmp_path):
+    cli = cli_main(tiny_fit("--data.in_memory", "true"))
+    dm = cli.datamodule
+    assert dm.arrays is not None and isinstance(dm.train_dataloader(), TensorBatches)
+    rows = read_rounds(next((tmp_path / "logs").glob("digits/version_*")) / "rounds.jsonl")
+    assert [r["labeled"] for r in rows] == [20, 35, 50]
+    # scoring reads the same pixels either way
+    idx = dm.split.unlabeled()[:9]
+    x_tensor, _ = next(iter(dm.pool_dataloader(idx)))
+    x_pil = torch.stack([dm._eval_view[int(i)][0] for i in idx])
+    assert torch.equal(x_tensor, x_pil)
+
+
+def test_in_memory_is_off_by_default_on_a_cpu_and_refused_without_an_array(tiny_fit, tmp_path, capsys):
+    cli = cli_main(tiny_fit(subcommand=False), run=False)
+    cli.datamodule.setup()
+    assert cli.datamodule.arrays is None
+    assert Digits().load(train=True).array.shape[1:] == (1, 8, 8)
+    import fake_data
+
+    fake_data.write_image_folder(tmp_path / "imgs", classes=3, per_class=6)
+    with pytest.raises(SystemExit):
+        cli_main(tiny_fit("--data.dataset", "lplgrad.datasets.ImageFolder", "--data.dataset.init_args.root",
+                          str(tmp_path / "imgs"), "--data.in_memory", "true", initial=4, query=2, subset=6, budget=8))
+    assert "data.in_memory needs a dataset held as one uint8 array" in capsys.readouterr().err
