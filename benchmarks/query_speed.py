@@ -137,11 +137,12 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
 
     train_net = copy.deepcopy(net).train()
     y = torch.randint(0, 10, (n,), generator=g).to(device)
+    tb = a.train_batch or chunk
 
     def train_steps() -> None:
-        for s in range(0, n, chunk):
+        for s in range(0, n, tb):
             train_net.zero_grad(set_to_none=True)
-            F.cross_entropy(train_net(x[s : s + chunk])[0], y[s : s + chunk]).backward()
+            F.cross_entropy(train_net(x[s : s + tb])[0], y[s : s + tb]).backward()
 
     n_loop = min(a.loop_n, n)
     authors_loop(net, x[:2])
@@ -156,7 +157,7 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
     rel = lambda u, v: ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
 
     fast_sps, loop_sps, train_sps = n / best["fast"], n_loop / best_loop["loop"], n / best["train"]
-    print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, "
+    print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, train batch {tb}, "
           f"{n} samples (loop: {n_loop}); best of {a.reps} interleaved runs (loop: {a.loop_reps})")
     print(f"batched query (hooks)       : {fast_sps:8.2f} samples/s")
     print(f"authors' one-sample loop    : {loop_sps:8.2f} samples/s   -> batched / loop  = {fast_sps / loop_sps:5.2f}x")
@@ -190,6 +191,8 @@ def main() -> None:
     ap.add_argument("--loop-n", type=int, default=64, help="samples scored by the one-sample loop")
     ap.add_argument("--f64-n", type=int, default=16, help="samples for the float64 reference")
     ap.add_argument("--chunk", type=int, default=None, help="query chunk (default: automatic)")
+    ap.add_argument("--train-batch", type=int, default=None,
+                    help="batch of the training step it is compared with (default: the query's chunk)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved runs of the query and the train step")
     ap.add_argument("--loop-reps", type=int, default=2, help="runs of the one-sample loop")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 convolutions and matmuls on a GPU")

@@ -1,12 +1,21 @@
-"""Images kept as one uint8 tensor (on the GPU when training there) and transformed whole batches
-at a time: the paper's augmentation (zero-padded random crop, horizontal flip, normalisation) as
-a few tensor operations instead of a PIL call per image in loader workers.
+"""Images kept as one uint8 tensor and transformed whole batches at a time: the paper's
+augmentation (zero-padded random crop, horizontal flip, normalisation) as a few tensor
+operations instead of a PIL call per image.
 
 :func:`crop_flip_normalize` gives exactly the tensors of the PIL path (:mod:`lplgrad.transforms`)
-for the same crop offsets and flips (``tests/test_augment.py``). The random choices come from a
-generator seeded by (seed, epoch), never from the global stream, so a resumed run draws the same
-ones. The design follows airbench (Keller Jordan's fast CIFAR-10 training), which keeps CIFAR on
-the GPU and augments there.
+for the same crop offsets and flips (``tests/test_augment.py``). Where the offsets and flips come
+from is the ``draws`` setting of :class:`TensorBatches`:
+
+- ``"global"``: torch's global generator, one call per random choice in the order torchvision's
+  RandomCrop and RandomHorizontalFlip make them. With the same shuffle this is the PIL path
+  draw for draw, so a run gives bit-identical results either way (the CPU default, where the
+  PIL path's time per image is the epoch's largest fixed cost);
+- ``"seeded"``: a batch's draws in two calls to a generator seeded by (seed, epoch): no host
+  work per image (GPUs).
+
+Either way a resumed run draws the same ones (the global state is in every checkpoint). The
+device-resident design follows airbench (Keller Jordan's fast CIFAR-10 training), which keeps
+CIFAR on the GPU and augments there.
 """
 from __future__ import annotations
 
@@ -40,7 +49,8 @@ def crop_flip(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int) -> Ten
         cols = offsets[:, 1:] + torch.arange(W, device=x_u8.device)  # (B, W)
         b = torch.arange(B, device=x_u8.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
-    return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out)
+    # contiguous NCHW, as the PIL path's collated batches (the memory format decides the conv kernels)
+    return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out).contiguous()
 
 
 def crop_flip_normalize(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int,
@@ -49,10 +59,27 @@ def crop_flip_normalize(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: i
 
 
 def draw(n: int, padding: int, flip: bool, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Crop offsets (n, 2) in [0, 2 * padding] and flips (n,) for n images."""
+    """Crop offsets (n, 2) in [0, 2 * padding] and flips (n,) for n images, all at once."""
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
     return offsets, flips
+
+
+def draw_like_torchvision(n: int, padding: int, flip: bool) -> tuple[Tensor, Tensor]:
+    """The same choices from torch's global generator, image by image, as RandomCrop (two
+    one-value ``randint`` calls: the row, then the column) then RandomHorizontalFlip (one ``rand``
+    call) make them. The generator fills a tensor one value after the other, so the two
+    consecutive ``randint`` values are drawn as one call of size 2."""
+    if not flip:  # nothing between the images' draws: all of them in one call
+        offsets = torch.randint(0, 2 * padding + 1, size=(n, 2)) if padding else torch.zeros(n, 2, dtype=torch.long)
+        return offsets, torch.zeros(n, dtype=torch.bool)
+    rows, flips = [], []
+    for _ in range(n):
+        if padding:
+            rows.append(torch.randint(0, 2 * padding + 1, size=(2,)))
+        flips.append(torch.rand(1))
+    offsets = torch.stack(rows) if padding else torch.zeros(n, 2, dtype=torch.long)
+    return offsets, torch.cat(flips) < 0.5
 
 
 class TensorBatches:
@@ -68,19 +95,22 @@ class TensorBatches:
         mean, std: normalisation per channel.
         train: shuffle (by :func:`lplgrad.split.epoch_permutation`, as the PIL path) and augment.
         padding, flip: the augmentation.
-        seed, epoch: what the shuffle and the augmentation's draws depend on.
+        seed, epoch: what the shuffle (and the augmentation's "seeded" draws) depend on.
+        draws: "global" or "seeded" (module docstring).
         rank, world: serve the ``rank::world`` share of the shuffled rows, padded by repetition
             so that every process serves as many batches (as Lightning's distributed sampler).
     """
 
     def __init__(self, images: Tensor, targets: Tensor, indices: Tensor, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], train: bool = False, padding: int = 0, flip: bool = False, seed: int = 0,
-                 epoch: int = 0, rank: int = 0, world: int = 1) -> None:
+                 epoch: int = 0, rank: int = 0, world: int = 1, draws: str = "seeded") -> None:
+        if draws not in ("global", "seeded"):
+            raise ValueError(f"draws must be 'global' or 'seeded', got {draws!r}")
         self.images, self.indices = images, torch.as_tensor(indices, dtype=torch.long)
         self.targets = torch.as_tensor(targets).to(images.device)
         self.batch_size, self.mean, self.std = batch_size, tuple(mean), tuple(std)
         self.train, self.padding, self.flip = train, padding, flip
-        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
+        self.seed, self.epoch, self.rank, self.world, self.draws = seed, epoch, rank, world, draws
         self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) every epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -107,6 +137,9 @@ class TensorBatches:
             dev_idx = idx.to(self.images.device)
             x = self.images[dev_idx]
             if self.train:
-                offsets, flips = draw(len(idx), self.padding, self.flip, g)
+                if self.draws == "global":
+                    offsets, flips = draw_like_torchvision(len(idx), self.padding, self.flip)
+                else:
+                    offsets, flips = draw(len(idx), self.padding, self.flip, g)
                 x = crop_flip(x, offsets.to(x.device), flips.to(x.device), self.padding)
             yield normalize(x, self.mean, self.std), self.targets[dev_idx]

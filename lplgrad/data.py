@@ -101,12 +101,14 @@ class ActiveDataModule(PoolData):
         num_workers: DataLoader worker processes (persistent within a round).
         seed: seed of the split and of S; None uses the run's ``seed_everything`` value.
         test_size: evaluate on a fixed seeded subset of this many test images (None: all).
-        in_memory: keep the images as one uint8 tensor on the training device and augment whole
-            batches there (:mod:`lplgrad.augment`), for datasets stored as one array
-            (Fashion-MNIST, CIFAR-10/100, SVHN, digits). None (auto): on when training on a GPU
-            and both splits fit in a quarter of its free memory; true: also on a CPU; false: the
-            PIL transforms in DataLoader workers (the default on a CPU, which the README's
-            reproducible numbers use).
+        in_memory: train from the images as one uint8 tensor, augmenting whole batches
+            (:mod:`lplgrad.augment`), for datasets stored as one array (Fashion-MNIST,
+            CIFAR-10/100, SVHN, digits). On a GPU every split is kept on the device and the
+            augmentation's draws are seeded per epoch; on a CPU the training images are cropped
+            and flipped as tensors with draws from the global generator in the PIL path's order,
+            which gives bit-identical results, and scoring and testing stay on the PIL path.
+            None (auto): on a GPU when the splits fit in a quarter of its free memory, on a CPU
+            when ``num_workers`` is 0; false: the PIL transforms for everything.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class ActiveDataModule(PoolData):
         self.subset_size, self.budget = subset_size, budget
         self.batch_size, self.seed, self.test_size, self.in_memory = batch_size, seed, test_size, in_memory
         self.arrays: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool, test) uint8 on the device, or None
+        self.draws = "seeded"  # of the tensor path: "global" on a CPU (the PIL path's stream)
         self.num_classes = dataset.num_classes
         self.in_channels = dataset.in_channels
         self.test_set = None
@@ -186,8 +189,8 @@ class ActiveDataModule(PoolData):
                            f"({pool - self.initial_size}): every round scores the whole unlabeled pool")
 
     def _place_arrays(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The pool and test images as uint8 tensors on the training device, when ``in_memory`` is
-        on (or, unset, when training on a GPU that holds them), else None."""
+        """The pool and test images as uint8 tensors on the training device, when the tensor path
+        is on (``in_memory``), else None."""
         pool, test = self.pool.array, self.test_set.array
         has_arrays = pool is not None and test is not None and not self.dataset.resize
         if self.in_memory is False or (self.in_memory is None and not has_arrays):
@@ -196,10 +199,21 @@ class ActiveDataModule(PoolData):
             raise ConfigError(f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
                               f"SVHN, digits); {type(self.dataset).__name__} is read image by image")
         device = self.device()
-        if self.in_memory is None:
-            if device.type != "cuda" or 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]:
+        if device.type == "cpu":
+            if self.in_memory is None and self.num_workers > 0:
                 return None
+            self.draws = "global"
+            return pool, test
+        if self.in_memory is None and 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]:
+            return None
+        self.draws = "seeded"
         return pool.to(device), test.to(device)
+
+    @property
+    def evaluates_on_device(self) -> bool:
+        """Scoring and testing read the device tensors too (GPUs); on a CPU they stay on the PIL
+        path, whose loaders draw from the global stream as they always did."""
+        return self.arrays is not None and self.draws == "seeded"
 
     @property
     def pool_size(self) -> int:
@@ -223,21 +237,21 @@ class ActiveDataModule(PoolData):
             rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
             return TensorBatches(self.arrays[0], self.pool.targets, labeled, self.batch_size, self.dataset.mean,
                                  self.dataset.std, train=True, padding=self.dataset.padding, flip=self.dataset.flip,
-                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world)
+                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world, draws=self.draws)
         gen = torch.Generator()
         sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
         return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, persistent=True,
                            sampler=sampler, generator=gen)
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
-        if self.arrays is not None:
+        if self.evaluates_on_device:
             return TensorBatches(self.arrays[0], self.pool.targets, indices, self.eval_batch_size, self.dataset.mean,
                                  self.dataset.std)
         return super().pool_dataloader(indices, images)
 
     def test_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader | TensorBatches:
         """The test set, or its ``rank::world_size`` shard."""
-        if self.arrays is not None:
+        if self.evaluates_on_device:
             return TensorBatches(self.arrays[1], self.test_set.targets, self._test_rows[rank::world_size],
                                  self.eval_batch_size, self.dataset.mean, self.dataset.std)
         ds = self._test_view

@@ -55,28 +55,75 @@ def test_tensor_batches_shuffle_by_epoch_and_shard_evenly():
     assert y.tolist() == [4, 1] and x[:, 0, 0, 0].tolist() == pytest.approx([4.0, 1.0])  # in order, unaugmented
 
 
-def test_in_memory_experiment_on_the_cpu(tiny_fit, tmp_path):
-    cli = cli_main(tiny_fit("--data.in_memory", "true"))
-    dm = cli.datamodule
-    assert dm.arrays is not None and isinstance(dm.train_dataloader(), TensorBatches)
-    rows = read_rounds(next((tmp_path / "logs").glob("digits/version_*")) / "rounds.jsonl")
-    assert [r["labeled"] for r in rows] == [20, 35, 50]
-    # scoring reads the same pixels either way
-    idx = dm.split.unlabeled()[:9]
-    x_tensor, _ = next(iter(dm.pool_dataloader(idx)))
-    x_pil = torch.stack([dm._eval_view[int(i)][0] for i in idx])
-    assert torch.equal(x_tensor, x_pil)
-
-
-def test_in_memory_is_off_by_default_on_a_cpu_and_refused_without_an_array(tiny_fit, tmp_path, capsys):
+def test_cpu_tensor_path_is_the_pil_path_batch_for_batch(tiny_fit):
+    """Same batches bit for bit, and the global generator left in the same state."""
     cli = cli_main(tiny_fit(subcommand=False), run=False)
-    cli.datamodule.setup()
-    assert cli.datamodule.arrays is None
-    assert Digits().load(train=True).array.shape[1:] == (1, 8, 8)
-    import fake_data
+    dm = cli.datamodule
+    dm.setup()
+    assert dm.arrays is not None and dm.draws == "global" and not dm.evaluates_on_device
+    tensor_loader = dm.train_dataloader()
+    assert isinstance(tensor_loader, TensorBatches)
+    dm.in_memory, arrays, dm.arrays = False, dm.arrays, None
+    pil_loader = dm.train_dataloader()
+    dm.arrays = arrays
+    for epoch in (0, 3):
+        for loader in (tensor_loader, pil_loader):
+            loader.sampler.set_epoch(epoch)
+        torch.manual_seed(11)
+        from_tensors = list(tensor_loader)
+        after_tensors = torch.get_rng_state()
+        torch.manual_seed(11)
+        from_pil = list(pil_loader)
+        assert torch.equal(after_tensors, torch.get_rng_state())
+        assert len(from_tensors) == len(from_pil) == 2
+        for (xt, yt), (xp, yp) in zip(from_tensors, from_pil):
+            assert torch.equal(yt, yp) and torch.equal(xt, xp)
 
-    fake_data.write_image_folder(tmp_path / "imgs", classes=3, per_class=6)
+
+def test_cpu_tensor_path_gives_the_same_experiment(tiny_fit, tmp_path):
+    rows = {}
+    for name, value in (("tensor", "null"), ("pil", "false")):
+        cli_main(tiny_fit("--data.in_memory", value, save_dir=tmp_path / name))
+        rows[name] = read_rounds(next((tmp_path / name).glob("digits/version_*")) / "rounds.jsonl")
+    assert [r["queried"] for r in rows["tensor"]] == [r["queried"] for r in rows["pil"]]
+    assert [r["test_acc"] for r in rows["tensor"]] == [r["test_acc"] for r in rows["pil"]]
+
+
+def test_seeded_draws_are_a_function_of_seed_and_epoch():
+    images = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    make = lambda: TensorBatches(images, torch.arange(30), torch.arange(30), 8, (0.5,), (0.5,), train=True,  # noqa: E731
+                                 padding=1, flip=True, seed=3, epoch=5, draws="seeded")
+    torch.manual_seed(0)
+    a = [x for x, _ in make()]
+    torch.manual_seed(99)  # the global stream plays no part
+    b = [x for x, _ in make()]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_in_memory_off_with_workers_and_refused_without_an_array(tiny_fit, tmp_path, capsys):
+    cli = cli_main(tiny_fit("--data.num_workers", "1", subcommand=False), run=False)
+    cli.datamodule.setup()
+    assert cli.datamodule.arrays is None  # workers asked for: the PIL path in them
+    assert Digits().load(train=True).array.shape[1:] == (1, 8, 8)
+    from lplgrad.datasets import synthetic
+
+    synthetic.write_image_folder(tmp_path / "imgs", classes=3, per_class=6)
     with pytest.raises(SystemExit):
         cli_main(tiny_fit("--data.dataset", "lplgrad.datasets.ImageFolder", "--data.dataset.init_args.root",
                           str(tmp_path / "imgs"), "--data.in_memory", "true", initial=4, query=2, subset=6, budget=8))
     assert "data.in_memory needs a dataset held as one uint8 array" in capsys.readouterr().err
+
+
+def test_global_draws_with_flips_follow_torchvision():
+    """Fashion-MNIST's augmentation (crop and flip): image by image the PIL transform, same global stream."""
+    mean, std = (0.2860,), (0.3530,)
+    images = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    order = epoch_permutation(10, 7, 1)
+    pil = train_transform(28, 4, True, mean, std)
+    torch.manual_seed(5)
+    expected = torch.stack([pil(TF.to_pil_image(images[int(i), 0], mode="L")) for i in order])
+    state = torch.get_rng_state()
+    torch.manual_seed(5)
+    (x, y), = list(TensorBatches(images, torch.arange(10), torch.arange(10), 16, mean, std, train=True, padding=4,
+                                 flip=True, seed=7, epoch=1, draws="global"))
+    assert torch.equal(y, order) and torch.equal(x, expected) and torch.equal(torch.get_rng_state(), state)

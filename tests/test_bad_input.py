@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-import fake_data
+from lplgrad.datasets import synthetic
 from tiny import tiny_fit_args
 from lplgrad.cli import cli_main
 
@@ -59,7 +59,7 @@ def test_folder_missing_empty_corrupt_or_unknown_class(tmp_path, capsys):
     (empty / "train" / "b").mkdir(parents=True)
     assert "holds no images" in fails(folder_args(tmp_path, empty), capsys)
     root = tmp_path / "imgs"
-    fake_data.write_image_folder(root, classes=3, per_class=4)
+    synthetic.write_image_folder(root, classes=3, per_class=4)
     (root / "train" / "class_1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     line = fails(folder_args(tmp_path, root), capsys)
     assert "1 unreadable or corrupt image(s)" in line and "broken.png" in line

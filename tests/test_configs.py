@@ -2,10 +2,8 @@
 from pathlib import Path
 
 import pytest
-import torchvision.datasets.cifar as tv_cifar
-import torchvision.datasets.svhn as tv_svhn
 
-import fake_data
+from lplgrad.datasets import synthetic
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
 
@@ -16,21 +14,21 @@ CONFIGS = sorted(c for c in (p.relative_to(ROOT / "configs").as_posix() for p in
                  if c not in OTHER_ENTRY_POINTS)
 
 WRITERS = {
-    "cifar10": fake_data.write_cifar10,
-    "cifar100": fake_data.write_cifar100,
-    "svhn": fake_data.write_svhn,
-    "caltech101": fake_data.write_caltech101,
-    "cdd": fake_data.write_image_folder,
+    "cifar10": synthetic.write_cifar10,
+    "cifar100": synthetic.write_cifar100,
+    "svhn": synthetic.write_svhn,
+    "caltech101": synthetic.write_caltech101,
+    "cdd": synthetic.write_image_folder,
 }
 EXPECTED_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "caltech101": 101, "cdd": 6,
                     "fashion_mnist": 10, "digits": 10}
 
 
 @pytest.fixture
-def no_checksums(monkeypatch):
+def no_checksums():
     """The fake files have the real layout but not the real bytes: skip torchvision's MD5 check."""
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    monkeypatch.setattr(tv_svhn, "check_integrity", lambda *a, **k: True)
+    with synthetic.checksums_skipped():
+        yield
 
 
 def test_all_configs_are_covered():

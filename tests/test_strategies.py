@@ -187,24 +187,42 @@ def test_k_center_picks_farthest_point_first():
     assert k_center_greedy(points, torch.zeros(0, 1), 2).tolist() == [0, 3]  # no centres: first point, then farthest
 
 
+@pytest.mark.parametrize("lookahead", [1, 2, 5, 256])  # small: picks cross block boundaries
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("n_centres", [0, 1, 4])
-def test_k_center_equals_brute_force(seed, n_centres):
+def test_k_center_equals_brute_force(seed, n_centres, lookahead):
     g = torch.Generator().manual_seed(seed)
     n, d = int(torch.randint(3, 15, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
     points = torch.randn(n, d, generator=g)
     centres = torch.randn(n_centres, d, generator=g)
     k = int(torch.randint(1, n + 2, (1,), generator=g))  # sometimes more than n
-    assert k_center_greedy(points, centres, k).tolist() == brute_force_k_center(points, centres, k)
+    assert k_center_greedy(points, centres, k, lookahead=lookahead).tolist() == brute_force_k_center(points, centres, k)
 
 
+@pytest.mark.parametrize("lookahead", [1, 3, 256])
 @pytest.mark.parametrize("seed", range(6))
-def test_k_center_equals_brute_force_with_ties(seed):
+def test_k_center_equals_brute_force_with_ties(seed, lookahead):
     g = torch.Generator().manual_seed(100 + seed)
     points = torch.randint(-2, 3, (10, 2), generator=g).double()  # small integers: exact ties, duplicates
     centres = torch.randint(-2, 3, (2, 2), generator=g).double()
     for c in (centres, centres[:0]):
-        assert k_center_greedy(points, c, 10).tolist() == brute_force_k_center(points, c, 10)
+        assert k_center_greedy(points, c, 10, lookahead=lookahead).tolist() == brute_force_k_center(points, c, 10)
+
+
+def test_k_center_blocks_pick_as_one_product_per_pick():
+    """On larger random features the block version makes exactly the plain version's picks."""
+    g = torch.Generator().manual_seed(3)
+    points, centres = torch.randn(3000, 64, generator=g).abs(), torch.randn(200, 64, generator=g).abs()
+    sq = points.pow(2).sum(1)
+    nearest = torch.cdist(points, centres).pow(2).min(1).values
+    plain = []
+    for _ in range(150):
+        j = int(torch.argmax(nearest))
+        plain.append(j)
+        nearest = torch.minimum(nearest, (sq + sq[j] - 2.0 * (points @ points[j])).clamp_min(0))
+        nearest[j] = -1.0
+    for lookahead in (16, 256):
+        assert k_center_greedy(points, centres, 150, lookahead=lookahead).tolist() == plain
 
 
 def test_k_center_small_blocks_change_nothing():

@@ -46,18 +46,20 @@ def bn_affine(m: nn.Module, x: Tensor) -> Tensor:
     return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
-def bn_sq(m: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+def bn_sq(m: nn.Module, a: Tensor, g: Tensor, block: int | None = 1 << 18) -> tuple[Tensor, Tensor]:
     """Eval BatchNorm: d gamma = sum g * x_hat, d beta = sum g, per sample and channel.
 
     With x_hat = (a - mean) * invstd, sum g * x_hat = (sum g * a - mean * sum g) * invstd: one
-    pass over the activations, x_hat never materialised. a, g: (B, C, ...) -> (B,), (B,)
+    pass over the activations, x_hat never materialised. ``block``: elements of the product
+    formed at once (None: the whole batch in one call, as on a GPU, where each call is a kernel
+    launch). a, g: (B, C, ...) -> (B,), (B,)
     """
     B, C = a.shape[:2]
     if a.dim() > 2:
         gf, af = g.reshape(B, C, -1), a.reshape(B, C, -1)
         gs = gf.sum(2)  # (B, C)
         # sum_t g * a, a slice of the batch at a time: a small temporary, no fresh pages per call
-        step = max(1, (1 << 18) // (C * gf.shape[2]))
+        step = B if block is None else max(1, block // (C * gf.shape[2]))
         ga = torch.cat([torch.linalg.vecdot(gf[s : s + step], af[s : s + step]) for s in range(0, B, step)])
     else:
         gs, ga = g, g * a

@@ -40,8 +40,8 @@ def _available_bytes(device: torch.device) -> int:
     return 4 << 30
 
 
-def auto_chunk_size(model: nn.Module, example: Tensor, budget_bytes: int) -> int:
-    """Largest chunk whose activations and gradients fit ``budget_bytes`` (1 to 256).
+def auto_chunk_size(model: nn.Module, example: Tensor, budget_bytes: int, most: int = 256) -> int:
+    """Largest chunk whose activations and gradients fit ``budget_bytes`` (1 to ``most``).
 
     One forward pass of a single sample measures the activation bytes per sample; the query
     holds about three times that (activations, their gradients, unfolded inputs).
@@ -59,7 +59,7 @@ def auto_chunk_size(model: nn.Module, example: Tensor, budget_bytes: int) -> int
         for h in hooks:
             h.remove()
     per_sample = max(3 * sum(sizes), 1)
-    return int(max(1, min(256, budget_bytes // per_sample)))
+    return int(max(1, min(most, budget_bytes // per_sample)))
 
 
 class EntGradNorm(QueryStrategy):
@@ -111,7 +111,8 @@ class EntGradNorm(QueryStrategy):
         if self._auto is None:
             free = _available_bytes(x.device) // 4
             cap = self.max_memory_mb << 20 if self.max_memory_mb else (free if x.device.type == "cuda" else 512 << 20)
-            self._auto = auto_chunk_size(net, x, min(cap, free))
+            # a GPU pays per kernel launch: chunks up to a whole scoring batch
+            self._auto = auto_chunk_size(net, x, min(cap, free), most=1024 if x.device.type == "cuda" else 256)
         return self._auto
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
