@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lplgrad.compare.collect import load_runs, unfinished
 from lplgrad.compare.methods import ALL, choose_methods
-from lplgrad.compare.report import write_report
+from lplgrad.compare.report import ReportSettings, write_report
 from lplgrad.compare.sweep import plan, run_sweep
 
 
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m lplgrad.compare",
         description="Multi-seed comparison of the active-learning methods on one config: runs, "
-        "then table.md/csv (accuracy per labeled size), curves.png, timing.md/csv, aulc.md/csv "
-        "and, with --ablation, ablation.md/csv in OUT. Unknown options are passed to every run.",
+        "then table.md/csv (accuracy per labeled size), curves.png, paired.md/csv (differences over seeds), "
+        "timing.md/csv, aulc.md/csv and, with --ablation, ablation.md/csv in OUT. Unknown options are passed "
+        "to every run.",
         allow_abbrev=False,
     )
     p.add_argument("--config", action="append", default=[], metavar="CFG",
@@ -35,8 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help='also run "LPLgrad w/o A" (LPLgrad with use_aux false) and write ablation.md/csv')
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after the other)")
     p.add_argument("--at", type=int, nargs="+", default=None, metavar="N",
-                   help="labeled-set sizes of the accuracy table (default: every recorded size)")
-    p.add_argument("--collect-only", action="store_true", help="run nothing: only write the report from OUT/runs")
+                   help="labeled-set sizes of the accuracy and paired tables (default: every recorded size)")
+    p.add_argument("--baseline", default=None, metavar="NAME",
+                   help="the method every other is compared with, seed by seed, in paired.md (default: Random)")
+    p.add_argument("--no-timing", action="store_true",
+                   help="leave the timing table out (runs that shared a machine have times that do not compare)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="run nothing: only write the report from OUT/runs (with OUT/report.json's settings, "
+                        "unless given here)")
     p.add_argument("--dry-run", action="store_true", help="print the run commands and exit")
     p.add_argument("--title", default=None, help="title of table.md and curves.png (default: the config's name)")
     return p
@@ -67,10 +74,27 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, extra + tail
 
 
+def record_commands(path: Path, commands: list[str]) -> None:
+    """Add the sweep's run commands to ``commands.txt`` (one a line, kept from earlier sweeps into
+    the same OUT, each once)."""
+    old = path.read_text().splitlines() if path.is_file() else []
+    path.write_text("".join(c + "\n" for c in dict.fromkeys(old + commands)))
+
+
+def report_settings(args: argparse.Namespace) -> ReportSettings:
+    """The options given, else those of OUT/report.json (a report being written again), else the defaults."""
+    saved = ReportSettings.load(args.out) or ReportSettings(title=Path(args.config[0]).stem if args.config else args.out.name)
+    return ReportSettings(
+        at=args.at if args.at is not None else saved.at,
+        baseline=args.baseline if args.baseline is not None else saved.baseline,
+        title=args.title if args.title is not None else saved.title,
+        timing=False if args.no_timing else saved.timing,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse(argv)
     out: Path = args.out
-    title = args.title if args.title is not None else (Path(args.config[0]).stem if args.config else out.name)
     failed = 0
     if not args.collect_only:
         try:
@@ -84,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(" ".join(j.command))
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        (out / "commands.txt").write_text("".join(" ".join(j.command) + "\n" for j in jobs))
+        record_commands(out / "commands.txt", [" ".join(j.command) for j in jobs])
         result = run_sweep(jobs, args.jobs)
         failed = len(result.failed)
         print(f"sweep: {len(result.ran)} ran, {len(result.skipped)} skipped (finished), {failed} failed")
@@ -95,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"lplgrad.compare: error: no finished runs under {out / 'runs'}", file=sys.stderr)
         return 1
-    written = write_report(out, runs, args.at, title)
+    s = report_settings(args)
+    if s.baseline not in runs:
+        print(f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only")
+    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing)
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 1 if failed else 0

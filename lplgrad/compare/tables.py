@@ -6,6 +6,7 @@ import io
 from collections.abc import Sequence
 
 from lplgrad.compare.aggregate import Ablation, AulcRow, Timing
+from lplgrad.compare.paired import Paired
 from lplgrad.compare.stats import Stat
 
 DASH = "–"
@@ -113,3 +114,37 @@ def ablation_csv(ab: Ablation) -> str:
     rows = [[label, size, *_stat_cols(w), *_stat_cols(wo), num(d)]
             for (label, size), w, wo, d in zip(ab.columns, ab.with_aux, ab.without_aux, ab.difference)]
     return csv_text(header, rows)
+
+
+# ---- paired differences over seeds --------------------------------------------------------------
+INCLUDES_ZERO = "°"
+
+
+def paired_cell(p: Paired | None) -> str:
+    """``+1.23 [-0.50, +2.96] 3/0/2`` (mean difference, 95% interval, wins/ties/losses over seeds),
+    marked ``°`` when the interval includes 0."""
+    if p is None:
+        return DASH
+    interval = f" [{p.low:+.2f}, {p.high:+.2f}]" if p.low is not None else ""
+    return f"{p.mean:+.2f}{interval} {p.wins}/{p.ties}/{p.losses}" + (f" {INCLUDES_ZERO}" if p.includes_zero else "")
+
+
+def paired_md(rows: list[tuple[str, str, list[Paired | None]]], columns: list[str]) -> str:
+    head = ("Paired differences over seeds, first method minus second, in percentage points: the mean of the "
+            "per-seed differences, its 95% confidence interval (Student t, n - 1 degrees of freedom) and "
+            f"wins/ties/losses of the first method over the seeds. {INCLUDES_ZERO}: the interval includes 0 (no "
+            "difference shown with these seeds). Runs with the same seed start from the same labeled set.\n\n")
+    body = [[f"{a} − {b}", str(max((p.n for p in ps if p), default=0)), *(paired_cell(p) for p in ps)]
+            for a, b, ps in rows]
+    return head + markdown(["comparison", "seeds", *columns], body, align_first=1)
+
+
+def paired_csv(rows: list[tuple[str, str, list[Paired | None]]], columns: list[str]) -> str:
+    header = ["a", "b", "measure", "n", "mean", "low", "high", "includes_zero", "wins", "ties", "losses"]
+    body = []
+    for a, b, ps in rows:
+        for col, p in zip(columns, ps):
+            if p is not None:
+                body.append([a, b, col, p.n, num(p.mean), num(p.low), num(p.high), int(p.includes_zero),
+                             p.wins, p.ties, p.losses])
+    return csv_text(header, body)
