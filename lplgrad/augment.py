@@ -49,8 +49,11 @@ def crop_flip(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int) -> Ten
         cols = offsets[:, 1:] + torch.arange(W, device=x_u8.device)  # (B, W)
         b = torch.arange(B, device=x_u8.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
-    # contiguous NCHW, as the PIL path's collated batches (the memory format decides the conv kernels)
-    return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out).contiguous()
+    # written into a fresh NCHW tensor: the strides of the PIL path's collated batches. (With one
+    # channel a permuted tensor counts as contiguous but also as channels-last, and the memory
+    # format decides which convolution kernels run, so it would change the results.)
+    result = torch.empty((B, C, H, W), dtype=x_u8.dtype, device=x_u8.device)
+    return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out, out=result)
 
 
 def crop_flip_normalize(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int,

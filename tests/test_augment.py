@@ -78,6 +78,7 @@ def test_cpu_tensor_path_is_the_pil_path_batch_for_batch(tiny_fit):
         assert len(from_tensors) == len(from_pil) == 2
         for (xt, yt), (xp, yp) in zip(from_tensors, from_pil):
             assert torch.equal(yt, yp) and torch.equal(xt, xp)
+            assert xt.stride() == xp.stride()  # the memory format picks the conv kernels: it must match too
 
 
 def test_cpu_tensor_path_gives_the_same_experiment(tiny_fit, tmp_path):
@@ -127,3 +128,4 @@ def test_global_draws_with_flips_follow_torchvision():
     (x, y), = list(TensorBatches(images, torch.arange(10), torch.arange(10), 16, mean, std, train=True, padding=4,
                                  flip=True, seed=7, epoch=1, draws="global"))
     assert torch.equal(y, order) and torch.equal(x, expected) and torch.equal(torch.get_rng_state(), state)
+    assert x.stride() == expected.stride() == (784, 784, 28, 1)
