@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from lplgrad import plots, projector
 from lplgrad.callbacks.base import RoundCallback, RoundEnd
 from lplgrad.inference import run_eval
+from lplgrad.nets.pool import pooled
 
 
 def tag_name(name: str) -> str:
@@ -66,7 +67,7 @@ def forward_all(net: nn.Module, loader: Iterable, device: torch.device, features
         conf, pred = logits.float().softmax(1).max(1)
         row = {"conf": conf.cpu(), "pred": pred.cpu(), "y": torch.as_tensor(y).cpu()}
         if features:
-            row["feat"] = maps[-1].float().mean(dim=(2, 3)).cpu()
+            row["feat"] = pooled(maps[-1]).float().cpu()
         return row
 
     rows = run_eval(net, loader, device, step)

@@ -5,8 +5,12 @@ H(x) with respect to every parameter tensor of M, with M in eval mode. The autho
 one sample at a time (:func:`lplgrad.gradnorm.per_sample_sq_norms_loop`). Here one forward pass
 records each layer's input, one backward pass computes activation gradients only (no parameter
 gradient), and a hook on each layer's output reduces (input, output gradient) to each sample's
-squared norm per parameter tensor: Conv2d in :mod:`lplgrad.gradnorm.conv`, Linear and eval
-BatchNorm in :mod:`lplgrad.gradnorm.layers`.
+squared norm per parameter tensor: Conv2d (any groups, depthwise included) in
+:mod:`lplgrad.gradnorm.conv`, Linear (at one or many positions) and eval BatchNorm in
+:mod:`lplgrad.gradnorm.layers`, LayerNorm (ConvNeXt's channels-first one included) and GroupNorm in
+:mod:`lplgrad.gradnorm.norms`. Parameters used directly by a module (a ViT's position embedding
+and class token, ConvNeXt's layer scale) get per-sample copies in the same pass
+(:mod:`lplgrad.gradnorm.direct`).
 """
 from __future__ import annotations
 
@@ -18,11 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from lplgrad.gradnorm.conv import conv_weight_sq
+from lplgrad.gradnorm.direct import direct_parameters, hooked_layers, per_sample_copies, sq_norms_of, vmap_sq_norms
 from lplgrad.gradnorm.layers import bn_affine, bn_sq, linear_bias_sq, linear_weight_sq
+from lplgrad.gradnorm.norms import group_norm_sq, layer_norm_sq
 
 SampleLoss = Callable[[nn.Module, Tensor], Tensor]  # (model, x (B, ...)) -> (B,)
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+HOOKED = (nn.Conv2d, nn.Linear, nn.LayerNorm, nn.GroupNorm, *_BN)  # layers whose gradients the hooks reduce
 
 
 class UnsupportedModel(RuntimeError):
@@ -34,7 +41,8 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 def supports(model: nn.Module) -> str | None:
-    """None when :func:`per_sample_sq_norms` handles ``model``, else the reason it does not."""
+    """None when :func:`per_sample_sq_norms` handles ``model``, else the reason it does not.
+    Parameters outside the hooked layers are handled too (:mod:`lplgrad.gradnorm.direct`)."""
     for name, m in model.named_modules():
         own = [p for p in m.parameters(recurse=False) if p.requires_grad]
         if not own:
@@ -45,8 +53,6 @@ def supports(model: nn.Module) -> str | None:
         elif isinstance(m, _BN):
             if m.training or m.running_mean is None:
                 return f"{name}: BatchNorm needs eval mode with running statistics"
-        elif not isinstance(m, nn.Linear):
-            return f"{name}: {type(m).__name__} has parameters"
     return None
 
 
@@ -66,6 +72,10 @@ def _layer_sq(m: nn.Module, a: Tensor, g: Tensor, max_bytes: int) -> tuple[Tenso
         return conv_weight_sq(m, a, g, max_bytes), b_sq
     if isinstance(m, nn.Linear):
         return linear_weight_sq(a, g), linear_bias_sq(g) if m.bias is not None else None
+    if isinstance(m, nn.LayerNorm):
+        return layer_norm_sq(m, a, g)
+    if isinstance(m, nn.GroupNorm):
+        return group_norm_sq(m, a, g)
     return bn_sq(m, a, g, None if a.is_cuda else 1 << 18)
 
 
@@ -102,6 +112,32 @@ def per_sample_sq_norms(
         max_bytes = default_max_bytes(x.device)
     column = {id(p): i for i, p in enumerate(trainable(model))}
     out = torch.zeros(x.shape[0], len(column), device=x.device, dtype=torch.float32)
+    direct = direct_parameters(model, hooked_layers(model, HOOKED))
+    try:
+        _hooked_pass(model, x, sample_loss, max_bytes, column, out, direct)
+    except _CopiesDoNotFit:  # those tensors alone, by torch.func, else one sample at a time
+        out.zero_()
+        _hooked_pass(model, x, sample_loss, max_bytes, column, out, [])
+        try:
+            with _batchnorm_as_affine(model):
+                sq = vmap_sq_norms(model, x, sample_loss, direct)
+        except Exception:  # noqa: BLE001 - an operation torch.func cannot batch: the definition itself
+            from lplgrad.gradnorm import reference
+
+            sq = reference.per_sample_sq_norms_loop(model, x, sample_loss, params=[d.param for d in direct])
+        for i, d in enumerate(direct):
+            out[:, column[id(d.param)]] = sq[:, i].float()
+    return out
+
+
+class _CopiesDoNotFit(RuntimeError):
+    """Per-sample copies of the direct parameters changed what the model computes."""
+
+
+def _hooked_pass(model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes: int, column: dict[int, int],
+                 out: Tensor, direct: list) -> None:
+    """One forward and one backward pass; the layer hooks and the direct parameters' copies add
+    each sample's squared norms into ``out``."""
     calls: dict[nn.Module, int] = {}
 
     def on_forward(m: nn.Module, inputs: tuple, output: Tensor) -> None:
@@ -119,18 +155,21 @@ def per_sample_sq_norms(
         if output.requires_grad:
             output.register_hook(on_grad)
 
-    handles = [
-        m.register_forward_hook(on_forward)
-        for m in model.modules()
-        if any(p.requires_grad for p in m.parameters(recurse=False))
-    ]
+    handles = [m.register_forward_hook(on_forward) for m in hooked_layers(model, HOOKED)]
     try:
-        with torch.enable_grad(), _batchnorm_as_affine(model):
+        with torch.enable_grad(), _batchnorm_as_affine(model), per_sample_copies(direct, x.shape[0]) as copies:
             xg = x.detach().requires_grad_(True)
-            loss = sample_loss(model, xg).sum()
-            # gradients of activations only: parameter gradients are not computed
-            torch.autograd.grad(loss, xg)
+            losses = sample_loss(model, xg)
+            if direct and losses.shape != (x.shape[0],):
+                raise _CopiesDoNotFit(f"per-sample losses of shape {tuple(losses.shape)}")
+            # gradients of activations (and of the copies) only: parameter gradients are not computed
+            grads = torch.autograd.grad(losses.sum(), [xg, *copies], allow_unused=True)
+    except RuntimeError as e:
+        if direct and not isinstance(e, UnsupportedModel):
+            raise _CopiesDoNotFit(str(e)) from e
+        raise
     finally:
         for h in handles:
             h.remove()
-    return out
+    for d, sq in zip(direct, sq_norms_of(copies, grads[1:])):
+        out[:, column[id(d.param)]] += sq

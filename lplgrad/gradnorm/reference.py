@@ -7,12 +7,14 @@ from torch import Tensor, nn
 from lplgrad.gradnorm.batched import SampleLoss, trainable
 
 
-def per_sample_sq_norms_loop(model: nn.Module, x: Tensor, sample_loss: SampleLoss) -> Tensor:
+def per_sample_sq_norms_loop(model: nn.Module, x: Tensor, sample_loss: SampleLoss,
+                             params: list[nn.Parameter] | None = None) -> Tensor:
     """The definition, as the authors compute it: one sample, one backward pass, at a time.
 
-    x: (B, ...) -> (B, n_tensors)
+    ``params``: the tensors to take (default: every trainable one, in ``model.parameters()`` order).
+    x: (B, ...) -> (B, len(params))
     """
-    params = trainable(model)
+    params = trainable(model) if params is None else params
     rows = []
     with torch.enable_grad():
         for i in range(x.shape[0]):

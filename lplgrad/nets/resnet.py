@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lplgrad.nets.weights import freeze_before, frozen_batchnorms_to_eval, load_except, read_state_dict
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -32,7 +34,14 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Returns ``(logits, [stage1, stage2, stage3, stage4])`` and exposes ``feature_channels``."""
+    """Returns ``(logits, [stage1, stage2, stage3, stage4])`` and exposes ``feature_channels``.
+
+    ``weights``: start from a file (a state_dict, or an lplgrad checkpoint, whose ``net.`` tensors
+    are taken); the classifier is left new, for this run's classes. ``trainable_stages``: train
+    the last k stages and the classifier only (None: everything).
+    """
+
+    STAGES = ("layer1", "layer2", "layer3", "layer4")
 
     def __init__(
         self,
@@ -40,6 +49,8 @@ class ResNet(nn.Module):
         in_channels: int = 3,
         blocks: tuple[int, int, int, int] = (2, 2, 2, 2),
         width: int = 64,
+        weights: str | None = None,
+        trainable_stages: int | None = None,
     ) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width]
@@ -56,6 +67,18 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.linear = nn.Linear(widths[-1], num_classes)
+        if weights is not None:
+            load_except(self, read_state_dict(weights, prefix="net."), ["linear."], weights)
+        freeze_before(self, self.STAGES, trainable_stages)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.linear
+
+    def train(self, mode: bool = True) -> "ResNet":
+        super().train(mode)
+        frozen_batchnorms_to_eval(self)
+        return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -70,10 +93,12 @@ class ResNet(nn.Module):
 class ResNet18(ResNet):
     """The paper's backbone; ``width`` 64 is paper-exact, smaller widths suit a CPU."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64) -> None:
-        super().__init__(num_classes, in_channels, (2, 2, 2, 2), width)
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, weights: str | None = None,
+                 trainable_stages: int | None = None) -> None:
+        super().__init__(num_classes, in_channels, (2, 2, 2, 2), width, weights, trainable_stages)
 
 
 class ResNet34(ResNet):
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64) -> None:
-        super().__init__(num_classes, in_channels, (3, 4, 6, 3), width)
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, weights: str | None = None,
+                 trainable_stages: int | None = None) -> None:
+        super().__init__(num_classes, in_channels, (3, 4, 6, 3), width, weights, trainable_stages)

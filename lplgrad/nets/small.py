@@ -26,6 +26,10 @@ class SmallCNN(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.linear = nn.Linear(widths[-1], num_classes)
 
+    @property
+    def head(self) -> nn.Linear:
+        return self.linear
+
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         feats = []
         for stage in self.stages:

@@ -1,12 +1,16 @@
 """Query strategies: one interface (:class:`QueryStrategy`), higher score = label first."""
+from lplgrad.strategies.badge import BADGE
 from lplgrad.strategies.base import QueryStrategy, select_top
 from lplgrad.strategies.coreset import Coreset, k_center_greedy
 from lplgrad.strategies.gradnorm import EntGradNorm, LPLgrad
 from lplgrad.strategies.learning_loss import LearningLoss
 from lplgrad.strategies.random import Random
+from lplgrad.strategies.switch import SwitchAt
+from lplgrad.strategies.typiclust import TypiClust
 from lplgrad.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
 __all__ = [
+    "BADGE",
     "Coreset",
     "EntGradNorm",
     "Entropy",
@@ -16,6 +20,8 @@ __all__ = [
     "Margin",
     "QueryStrategy",
     "Random",
+    "SwitchAt",
+    "TypiClust",
     "k_center_greedy",
     "select_top",
 ]

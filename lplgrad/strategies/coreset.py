@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.embedding import last_stage_embedding
 
 
 def _sq_dist_to(points: Tensor, sq_norms: Tensor, centres: Tensor) -> Tensor:
@@ -77,9 +77,7 @@ class Coreset(QueryStrategy):
     uses_labeled = True
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            _, feats = learner.net(x)
-            return torch.flatten(F.adaptive_avg_pool2d(feats[-1], 1), 1).float()  # (B, D)
+        return last_stage_embedding(learner, x)  # (B, D)
 
     def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
         centres = labeled if labeled is not None else measures.new_zeros(0, measures.shape[1])

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lplgrad.errors import ConfigError
 from lplgrad.gradnorm import (
+    UnsupportedModel,
     combine,
     per_sample_sq_norms,
     per_sample_sq_norms_loop,
@@ -90,19 +91,24 @@ class EntGradNorm(QueryStrategy):
         self.method = method
         self._auto: int | None = None
         self._warned = False
+        self._loop_only = False  # set when the model turned out not to suit the hooks
 
     def sq_norms(self, net: nn.Module, x: Tensor) -> Tensor:
         """Per-sample, per-tensor squared gradient norms of H. x: (B, ...) -> (B, n_tensors)"""
-        method = self.method
+        method = "loop" if self._loop_only else self.method
         if method == "batched" and (reason := supports(net)) is not None:
             if not self._warned:
                 warnings.warn(f"per-sample gradients fall back to the one-sample loop: {reason}")
                 self._warned = True
             method = "loop"
-        if method == "loop":
-            return per_sample_sq_norms_loop(net, x, _entropy_of)
-        chunk = self.resolve_chunk(net, x)
-        return torch.cat([per_sample_sq_norms(net, c, _entropy_of) for c in x.split(chunk)])
+        if method == "batched":
+            chunk = self.resolve_chunk(net, x)
+            try:
+                return torch.cat([per_sample_sq_norms(net, c, _entropy_of) for c in x.split(chunk)])
+            except UnsupportedModel as e:  # found while running (a layer called twice per forward)
+                self._loop_only = True
+                warnings.warn(f"per-sample gradients fall back to the one-sample loop: {e}")
+        return per_sample_sq_norms_loop(net, x, _entropy_of)
 
     def resolve_chunk(self, net: nn.Module, x: Tensor) -> int:
         """``chunk_size``, or the automatic one (computed once, from a sample of ``x``)."""

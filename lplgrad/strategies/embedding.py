@@ -1,0 +1,26 @@
+"""What the embedding strategies read of M: pooled last-stage features, and the classifier's input."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lplgrad.nets.pool import pooled
+
+
+def last_stage_embedding(learner: nn.Module, x: Tensor) -> Tensor:
+    """M's pooled last-stage output. x: (B, ...) -> (B, D)"""
+    with torch.no_grad():
+        _, feats = learner.net(x)
+        return pooled(feats[-1]).float()
+
+
+def probabilities_and_penultimate(learner: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """M's class probabilities (B, C) and the input of its classifier (B, D), from one forward pass."""
+    seen: list[Tensor] = []
+    handle = learner.net.head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
+    try:
+        with torch.no_grad():
+            logits, _ = learner.net(x)
+    finally:
+        handle.remove()
+    return logits.float().softmax(1), seen[-1].float().flatten(1)
