@@ -109,6 +109,9 @@ class ActiveDataModule(PoolData):
             which gives bit-identical results, and scoring and testing stay on the PIL path.
             None (auto): on a GPU when the splits fit in a quarter of its free memory, on a CPU
             when ``num_workers`` is 0; false: the PIL transforms for everything.
+        image_size, mean, std: what the backbone's weights expect, when it differs from the
+            dataset's own (e.g. 224 and ImageNet's statistics for ImageNet weights): images are
+            resized to ``image_size`` and normalised with ``mean``/``std``.
     """
 
     def __init__(
@@ -124,6 +127,9 @@ class ActiveDataModule(PoolData):
         seed: int | None = None,
         test_size: int | None = None,
         in_memory: bool | None = None,
+        image_size: int | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         for name, v in (("initial_size", initial_size), ("query_size", query_size), ("subset_size", subset_size),
                         ("budget", budget), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -139,6 +145,7 @@ class ActiveDataModule(PoolData):
         if initial_size > budget:
             raise ConfigError(f"data.initial_size ({initial_size}) is larger than data.budget ({budget})")
         super().__init__(eval_batch_size, num_workers)
+        dataset.set_input(image_size, mean, std)
         self.dataset = dataset
         self.initial_size, self.query_size = initial_size, query_size
         self.subset_size, self.budget = subset_size, budget

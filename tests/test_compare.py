@@ -25,6 +25,7 @@ from lplgrad.compare import (
     timing_table,
 )
 from lplgrad.compare.cli import main
+from lplgrad.compare.methods import arm
 from lplgrad.compare.sweep import Job
 from tiny import tiny_options
 
@@ -223,6 +224,14 @@ def test_plan_builds_the_documented_command(tmp_path):
         plan(["a.yaml"], methods, [0], tmp_path, ["--seed_everything=1"])
     with pytest.raises(KeyError):
         choose_methods(["BALD"])
+    pretrained = arm("pretrained-LPLgrad=c/w.yaml, c/s.yaml")
+    (job,) = plan(["a.yaml"], [pretrained], [1], tmp_path, python="PY")
+    assert job.command[:13] == ["PY", "-m", "lplgrad", "fit", "--config", "a.yaml", "--config", "c/w.yaml",
+                                "--config", "c/s.yaml", "--seed_everything", "1", "--trainer.logger.init_args.save_dir"]
+    assert job.run_dir == tmp_path / "runs" / "pretrained-LPLgrad" / "seed1"
+    for bad in ("no-configs", "has space=a.yaml", "x="):
+        with pytest.raises(ValueError):
+            arm(bad)
 
 
 FAKE_RUN = (
@@ -236,7 +245,7 @@ FAKE_RUN = (
 
 
 def fake_jobs(out, n):
-    from lplgrad.compare.methods import METHODS
+    from lplgrad.compare.methods import arm, METHODS
 
     jobs = []
     for s in range(n):

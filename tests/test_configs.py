@@ -8,10 +8,15 @@ from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
-# configs of other entry points, each run tiny by that entry point's tests
-OTHER_ENTRY_POINTS = {"label_folder.yaml": "tests/test_labeling.py"}  # python -m lplgrad.label
-CONFIGS = sorted(c for c in (p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
-                 if c not in OTHER_ENTRY_POINTS)
+# configs run tiny by other tests: other entry points, and overlays that need weights or a pretraining
+OTHER_TESTS = {
+    "label_folder.yaml": "tests/test_labeling.py",  # python -m lplgrad.label
+    "label_folder_pretrained.yaml": "tests/test_pretrained.py",
+    "pretrained/": "tests/test_pretrained.py",
+    "transfer/": "tests/test_pretrained.py",
+}
+ALL_CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
+CONFIGS = [c for c in ALL_CONFIGS if not any(c == k or (k.endswith("/") and c.startswith(k)) for k in OTHER_TESTS)]
 
 WRITERS = {
     "cifar10": synthetic.write_cifar10,
@@ -35,8 +40,10 @@ def test_all_configs_are_covered():
     tops = {c for c in CONFIGS if "/" not in c}
     assert tops == {f"{n}.yaml" for n in EXPECTED_CLASSES}
     assert {c for c in CONFIGS if "/" in c} == {f"low_budget/{n}.yaml" for n in WRITERS}
-    for config, test in OTHER_ENTRY_POINTS.items():
-        assert (ROOT / "configs" / config).is_file() and config in (ROOT / test).read_text()
+    others = [c for c in ALL_CONFIGS if c not in CONFIGS]
+    for config in others:  # each named in the test that runs it
+        test = next(t for k, t in OTHER_TESTS.items() if config == k or (k.endswith("/") and config.startswith(k)))
+        assert config in (ROOT / test).read_text(), (config, test)
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lplgrad.compare.collect import load_runs, unfinished
-from lplgrad.compare.methods import ALL, choose_methods
+from lplgrad.compare.methods import ALL, arm, choose_methods
 from lplgrad.compare.report import ReportSettings, write_report
 from lplgrad.compare.sweep import plan, run_sweep
 
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed_everything values, one run each (default: 0 1 2 3 4, the paper's 5 trials)")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                    help=f"methods to run (default: all but the ablation); known: {', '.join(m.name for m in ALL)}")
+    p.add_argument("--arm", action="append", default=[], metavar="NAME=CFG[,CFG]",
+                   help="also run a method set up by config files layered on the base config (strategy, "
+                        "backbone, weights: anything), in folder NAME; repeatable")
     p.add_argument("--ablation", action="store_true",
                    help='also run "LPLgrad w/o A" (LPLgrad with use_aux false) and write ablation.md/csv')
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after the other)")
@@ -39,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labeled-set sizes of the accuracy and paired tables (default: every recorded size)")
     p.add_argument("--baseline", default=None, metavar="NAME",
                    help="the method every other is compared with, seed by seed, in paired.md (default: Random)")
+    p.add_argument("--focus", default=None, metavar="NAME",
+                   help="the method compared with every other in paired.md (default: LPLgrad)")
     p.add_argument("--no-timing", action="store_true",
                    help="leave the timing table out (runs that shared a machine have times that do not compare)")
     p.add_argument("--collect-only", action="store_true",
@@ -87,6 +92,7 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
     return ReportSettings(
         at=args.at if args.at is not None else saved.at,
         baseline=args.baseline if args.baseline is not None else saved.baseline,
+        focus=args.focus if args.focus is not None else saved.focus,
         title=args.title if args.title is not None else saved.title,
         timing=False if args.no_timing else saved.timing,
     )
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     if not args.collect_only:
         try:
-            methods = choose_methods(args.methods, args.ablation)
+            methods = choose_methods(args.methods if args.methods or not args.arm else [], args.ablation)
+            methods += [arm(a) for a in args.arm]
             jobs = plan(args.config, methods, args.seeds, out, extra)
         except (KeyError, ValueError) as e:
             print(f"lplgrad.compare: error: {e.args[0]}", file=sys.stderr)
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     s = report_settings(args)
     if s.baseline not in runs:
         print(f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only")
-    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing)
+    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus)
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 1 if failed else 0

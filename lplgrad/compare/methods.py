@@ -1,6 +1,8 @@
-"""The compared methods: a display name, a folder name, the strategy class and whether A is trained."""
+"""The compared methods: a display name, a folder name, and how a run of it is set up (a strategy
+class and whether A is trained, or config files layered on the base config: an "arm")."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -9,8 +11,32 @@ from dataclasses import dataclass
 class Method:
     name: str  # as shown in the tables
     slug: str  # the run folder's name (no spaces or slashes)
-    strategy: str  # class path given to --model.strategy
-    use_aux: bool  # --model.use_aux
+    strategy: str | None  # class path given to --model.strategy (None: the configs say)
+    use_aux: bool | None  # --model.use_aux (None: the configs say)
+    configs: tuple[str, ...] = ()  # config files layered after the base config
+
+    def config_options(self) -> list[str]:
+        """``--config`` for each of the method's config files (they come after the base configs)."""
+        return [a for c in self.configs for a in ("--config", c)]
+
+    def strategy_options(self) -> list[str]:
+        """``--model.strategy`` and ``--model.use_aux``, where the method sets them."""
+        out = []
+        if self.strategy is not None:
+            out += ["--model.strategy", self.strategy]
+        if self.use_aux is not None:
+            out += ["--model.use_aux", "true" if self.use_aux else "false"]
+        return out
+
+
+def arm(spec: str) -> Method:
+    """``NAME=CONFIG[,CONFIG...]``: a method set up by config files (strategy, backbone, weights,
+    anything), run in folder NAME (letters, digits, '.', '_', '-')."""
+    name, sep, files = spec.partition("=")
+    name = name.strip()
+    if not sep or not files.strip() or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ValueError(f"--arm {spec!r}: give NAME=CONFIG[,CONFIG...] with a NAME of letters, digits, '.', '_', '-'")
+    return Method(name, name, None, None, tuple(f.strip() for f in files.split(",") if f.strip()))
 
 
 def _m(name: str, cls: str, use_aux: bool, slug: str | None = None) -> Method:
@@ -33,7 +59,10 @@ METHODS: tuple[Method, ...] = (
 #: the same computation as Ent-GradNorm (same score, M alone); it is run under its own name.
 ABLATION = _m("LPLgrad w/o A", "LPLgrad", False, slug="LPLgrad-wo-A")
 
-ALL: tuple[Method, ...] = (*METHODS, ABLATION)
+#: strategies for pretrained backbones and cold start, not in the paper's comparison
+EXTRA: tuple[Method, ...] = (_m("BADGE", "BADGE", False), _m("TypiClust", "TypiClust", False))
+
+ALL: tuple[Method, ...] = (*METHODS, ABLATION, *EXTRA)
 
 
 def by_key(key: str) -> Method:

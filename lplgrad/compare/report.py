@@ -29,6 +29,7 @@ class ReportSettings:
     baseline: str = "Random"  # every method is compared with it, seed by seed
     title: str = ""
     timing: bool = True  # false when the runs shared their machine (their times are not comparable)
+    focus: str = "LPLgrad"  # compared with every other method, seed by seed
 
     def save(self, out: Path) -> None:
         atomic_write(out / SETTINGS, json.dumps(asdict(self), indent=2) + "\n")
@@ -49,7 +50,7 @@ def report_files(runs: Runs, s: ReportSettings) -> dict[str, str]:
 
     acc, aulc = accuracy_table(runs, sizes), aulc_table(runs)
     columns = [name for name, _ in measures(sizes)]
-    paired = paired_table(runs, sizes, s.baseline, METHODS[0].name)
+    paired = paired_table(runs, sizes, s.baseline, s.focus)
     files = {
         "table.md": heading("Test accuracy") + tables.accuracy_md(acc, seeds),
         "table.csv": tables.accuracy_csv(acc, seeds),
@@ -77,6 +78,7 @@ def write_report(
     title: str = "",
     baseline: str = "Random",
     timing: bool = True,
+    focus: str = "LPLgrad",
 ) -> list[Path]:
     """Every report file (tables as .md and .csv, ``curves.png``, ``report.json``) from the
     finished runs under ``OUT/runs`` (or ``runs``); a table that no longer applies (the ablation
@@ -85,7 +87,7 @@ def write_report(
     runs = load_runs(out) if runs is None else runs
     if not runs:
         raise ValueError(f"no finished runs under {out / 'runs'}")
-    settings = ReportSettings(list(at or []), baseline, title, timing)
+    settings = ReportSettings(list(at or []), baseline, title, timing, focus)
     files = report_files(runs, settings)
     for name in TABLES:
         for ext in (".md", ".csv"):

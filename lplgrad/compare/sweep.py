@@ -69,9 +69,9 @@ def run_command(
     for c in configs:
         cmd += ["--config", str(c)]
     cmd += [
+        *method.config_options(),
         "--seed_everything", str(seed),
-        "--model.strategy", method.strategy,
-        "--model.use_aux", "true" if method.use_aux else "false",
+        *method.strategy_options(),
         "--trainer.logger.init_args.save_dir", str(Path(out) / "runs"),
         "--trainer.logger.init_args.name", method.slug,
         "--trainer.logger.init_args.version", f"seed{seed}",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -94,6 +94,17 @@ class ImageDataset(ABC):
 
     def class_names(self) -> list[str]:
         return [str(i) for i in range(self.num_classes)]
+
+    def set_input(self, image_size: int | None = None, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> None:
+        """What a backbone's weights expect: images resized to ``image_size`` (crop padding 1/8 of
+        it), normalised with ``mean``/``std`` (e.g. ImageNet's for ImageNet weights)."""
+        if image_size is not None and image_size != self.image_size:
+            self.image_size, self.resize, self.padding = image_size, True, max(1, image_size // 8)
+        if mean is not None:
+            self.mean = tuple(mean)
+        if std is not None:
+            self.std = tuple(std)
 
     def train_transform(self) -> Callable:
         return train_transform(self.image_size, self.padding, self.flip, self.mean, self.std, self.resize)

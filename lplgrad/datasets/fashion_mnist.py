@@ -2,7 +2,8 @@
 
 Read from the four original IDX files, found (gzipped or not) in ``root``, ``root/FashionMNIST/raw``
 or Debian's ``dataset-fashion-mnist`` package (/usr/share/datasets/fashion-mnist); downloaded by
-torchvision when none is found and ``download`` is set.
+torchvision when none is found and ``download`` is set. ``classes`` keeps a subset of the ten
+classes, relabelled 0 .. k-1 (the transfer study pretrains on 0-4 and labels 5-9).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+from lplgrad.errors import DataError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -43,13 +45,18 @@ class FashionMNIST(ImageDataset):
     std = (0.3530,)
     image_size = 28
 
-    def __init__(self, root: str = "data/fashion_mnist", download: bool = True, flip: bool = True) -> None:
+    def __init__(self, root: str = "data/fashion_mnist", download: bool = True, flip: bool = True,
+                 classes: list[int] | None = None) -> None:
         self.root = root
         self.download = download
         self.flip = flip
+        if classes is not None and (len(set(classes)) != len(classes) or not set(classes) <= set(range(10))):
+            raise DataError(f"data.dataset.init_args.classes must be distinct labels 0-9, got {classes}")
+        self.classes = list(classes) if classes is not None else None
+        self.num_classes = len(self.classes) if self.classes is not None else 10
 
     def class_names(self) -> list[str]:
-        return list(CLASSES)
+        return [CLASSES[c] for c in self.classes] if self.classes is not None else list(CLASSES)
 
     def _find(self, stem: str) -> Path | None:
         for d in (Path(self.root), Path(self.root) / "FashionMNIST" / "raw", Path(DEBIAN_DIR)):
@@ -76,6 +83,11 @@ class FashionMNIST(ImageDataset):
         labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))  # (N,)
         if len(images) != len(labels):
             raise ValueError(f"{paths[0]} and {paths[1]} hold {len(images)} images but {len(labels)} labels")
+        if self.classes is not None:  # those classes only, relabelled 0 .. k-1 in the order given
+            keep = torch.isin(labels, torch.tensor(self.classes))
+            relabel = torch.full((10,), -1, dtype=torch.long)
+            relabel[torch.tensor(self.classes)] = torch.arange(len(self.classes))
+            images, labels = images[keep].contiguous(), relabel[labels[keep]]
         return Images(lambda i: Image.fromarray(images[i].numpy()), labels, "L", array=images.unsqueeze(1))
 
     def _missing(self, why: str) -> str:

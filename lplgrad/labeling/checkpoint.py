@@ -53,10 +53,11 @@ def save_checkpoint(path: Path, learner: nn.Module, classes: list[str], round_: 
 
 def _head_keys(learner: nn.Module) -> tuple[str, str] | None:
     """State-dict keys of M's last layer (weight, bias), whose rows are the classes."""
-    linear = getattr(getattr(learner, "net", None), "linear", None)
-    if not isinstance(linear, nn.Linear):
+    head = getattr(getattr(learner, "net", None), "head", None)
+    if not isinstance(head, nn.Linear):
         return None
-    return "net.linear.weight", "net.linear.bias"
+    name = next((n for n, m in learner.named_modules() if m is head), None)
+    return (f"{name}.weight", f"{name}.bias") if name is not None and head.bias is not None else None
 
 
 def load_checkpoint(path: Path, learner: nn.Module, classes: list[str]) -> list[str]:

@@ -66,9 +66,10 @@ class LabelCLI(BaseCLI):
                             help="Start from the network of the latest round in --out instead of a fresh one.")
         parser.add_argument("--resume_from", type=str | None, default=None,
                             help="Start from this checkpoint (a model.ckpt of an earlier round).")
-        parser.add_argument("--cold_start", type=Literal["random", "coreset"], default="random",
-                            help="With too few labels to train: choose the batch at random (seeded), or by "
-                                 "Coreset (k-center greedy) on the features of the untrained network.")
+        parser.add_argument("--cold_start", type=Literal["auto", "random", "coreset", "typiclust"], default="auto",
+                            help="With too few labels to train: choose the batch at random (seeded), by Coreset "
+                                 "(k-center greedy) or by TypiClust (typical images of the largest clusters) on the "
+                                 "network's features; auto: TypiClust with a pretrained backbone, else random.")
         parser.add_argument("--url_prefix", type=str | None, default=None,
                             help="Label Studio: prepended to each path in data.image. Default: "
                                  "/data/local-files/?d=<name of the image folder>/ (local-files serving "

@@ -13,9 +13,22 @@ from lplgrad.labeling.checkpoint import latest_checkpoint, load_checkpoint
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.report import listed, say
 from lplgrad.module import ActiveLearner
-from lplgrad.strategies import Coreset, QueryStrategy, Random
+from lplgrad.strategies import Coreset, QueryStrategy, Random, TypiClust
 
-COLD_START = {"random": Random, "coreset": Coreset}
+COLD_START = {"random": Random, "coreset": Coreset, "typiclust": TypiClust}
+HOW = {
+    "random": "at random (seed {seed}, round {round})",
+    "coreset": "by Coreset (k-center greedy) on the features of the {net} network",
+    "typiclust": "by TypiClust (the most typical images of the largest clusters) on the features of the {net} network",
+}
+
+
+def cold_start_choice(cold_start: str, learner: ActiveLearner) -> str:
+    """``auto``: TypiClust when the backbone starts from pretrained weights (its features already
+    group similar images), a seeded random batch otherwise."""
+    if cold_start != "auto":
+        return cold_start
+    return "typiclust" if getattr(learner.net, "pretrained", False) else "random"
 
 
 @dataclass
@@ -55,11 +68,11 @@ def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_:
     reason = dm.cold_start_reason()
     t0 = time.monotonic()
     if reason is not None:
-        how = (f"at random (seed {dm.effective_seed}, round {round_})" if cold_start == "random" else
-               "by Coreset (k-center greedy) on the features of the "
-               + ("checkpoint's" if resumed else "untrained") + " network")
+        choice = cold_start_choice(cold_start, learner)
+        net = "checkpoint's" if resumed else "pretrained" if getattr(learner.net, "pretrained", False) else "untrained"
+        how = HOW[choice].format(seed=dm.effective_seed, round=round_, net=net)
         say(f"Cold start: {reason}. The network is not trained; this batch is chosen {how}.")
-        return Training(COLD_START[cold_start](), "cold_start", reason, resumed, None, time.monotonic() - t0)
+        return Training(COLD_START[choice](), "cold_start", reason, resumed, None, time.monotonic() - t0)
     say(f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
         f"{trainer.max_epochs} epochs, {'from ' + str(resumed) if resumed else 'from a fresh network'} "
         f"(loss and accuracy on the augmented labeled images):")

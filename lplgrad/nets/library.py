@@ -42,9 +42,10 @@ class LibraryNet(nn.Module):
     ``(logits, [stage outputs])``. ``head`` is its (resized) classifier."""
 
     def __init__(self, model: nn.Module, stages: list[str], head_name: str, in_channels: int, image_size: int,
-                 trainable_stages: int | None) -> None:
+                 trainable_stages: int | None, pretrained: bool) -> None:
         super().__init__()
         self.model, self.stages, self.head_name = model, list(stages), head_name
+        self.pretrained = pretrained  # its features mean something before any label
         for name in self.stages:
             try:
                 model.get_submodule(name)
@@ -140,7 +141,7 @@ class TorchvisionNet(LibraryNet):
             W.one_channel_stem(model)
         elif in_channels != 3:
             raise ConfigError(f"torchvision backbones take 1 or 3 input channels, not {in_channels}")
-        super().__init__(model, stage_names, head_name, in_channels, image_size, trainable_stages)
+        super().__init__(model, stage_names, head_name, in_channels, image_size, trainable_stages, weights is not None)
 
 
 class TimmNet(LibraryNet):
@@ -184,4 +185,4 @@ class TimmNet(LibraryNet):
                 "to that file") from None
         stage_names = list(stages) if stages else [f["module"] for f in model.feature_info][-4:]
         head_name = next(n for n, m in model.named_modules() if m is model.get_classifier())
-        super().__init__(model, stage_names, head_name, in_channels, image_size, trainable_stages)
+        super().__init__(model, stage_names, head_name, in_channels, image_size, trainable_stages, weights is not None)

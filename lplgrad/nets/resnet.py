@@ -67,6 +67,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.linear = nn.Linear(widths[-1], num_classes)
+        self.pretrained = weights is not None  # its features mean something before any label
         if weights is not None:
             load_except(self, read_state_dict(weights, prefix="net."), ["linear."], weights)
         freeze_before(self, self.STAGES, trainable_stages)
