@@ -245,7 +245,7 @@ FAKE_RUN = (
 
 
 def fake_jobs(out, n):
-    from lplgrad.compare.methods import arm, METHODS
+    from lplgrad.compare.methods import METHODS
 
     jobs = []
     for s in range(n):
