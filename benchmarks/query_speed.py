@@ -5,8 +5,10 @@ throughputs and ratios, the largest score differences (also against a float64 lo
 peak extra memory of the query. ``--scan`` adds S = 1k, 2k, 4k on ResNet-18 (time linear,
 memory flat). Runs unchanged on a GPU with ``--device cuda``.
 
-    python benchmarks/query_speed.py                       # both models, CPU
+    python benchmarks/query_speed.py                       # both CIFAR-sized models, CPU
     python benchmarks/query_speed.py --device cuda --scan
+    python benchmarks/query_speed.py --models torchvision-resnet50-224 torchvision-convnext_tiny-224 \
+        --n 16 --loop-n 4 --f64-n 2 --reps 3 --loop-reps 1  # ImageNet-sized backbones, CPU
 """
 from __future__ import annotations
 
@@ -20,14 +22,17 @@ from torch.nn import functional as F
 
 from lplgrad import allocator
 from lplgrad.losses import entropy
-from lplgrad.nets import ResNet18
+from lplgrad.nets import ResNet18, TorchvisionNet
 from lplgrad.strategies import EntGradNorm
 from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 MODELS = {  # name: (backbone, input shape, classes)
     "resnet18-w64-32x32": (lambda: ResNet18(10, 3, 64), (3, 32, 32)),
     "fmnist-config-resnet18-w16-28x28": (lambda: ResNet18(10, 1, 16), (1, 28, 28)),
+    "torchvision-resnet50-224": (lambda: TorchvisionNet(10, 3, "resnet50", image_size=64), (3, 224, 224)),
+    "torchvision-convnext_tiny-224": (lambda: TorchvisionNet(10, 3, "convnext_tiny", image_size=64), (3, 224, 224)),
 }
+DEFAULT_MODELS = ["resnet18-w64-32x32", "fmnist-config-resnet18-w16-28x28"]  # the 224 ones: --models, small --n
 
 
 class Learner(nn.Module):
@@ -186,7 +191,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     add_malloc_option(ap)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     ap.add_argument("--n", type=int, default=256, help="samples scored by the batched query and the train step")
     ap.add_argument("--loop-n", type=int, default=64, help="samples scored by the one-sample loop")
     ap.add_argument("--f64-n", type=int, default=16, help="samples for the float64 reference")

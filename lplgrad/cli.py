@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from lightning.pytorch.cli import LightningCLI
 
 from lplgrad.allocator import keep_freed_memory
-from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundCheckpoint, RoundFigures
+from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundCheckpoint, RoundFigures, StopSignal
 from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError, LPLgradError, RunExistsError
 from lplgrad.module import ActiveLearner
@@ -79,6 +79,7 @@ class LPLgradCLI(BaseCLI):
         parser.add_lightning_class_args(RoundFigures, "figures")
         parser.add_lightning_class_args(QueryProgressBar, "query_progress")
         parser.add_lightning_class_args(RoundCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StopSignal, "stop")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start anew in a run folder that already holds an experiment (the old folder is deleted)")
 

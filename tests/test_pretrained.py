@@ -101,18 +101,18 @@ def test_pretrained_cdd_vit_example(tmp_path):
 
 def test_missing_weights_offline_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty cache
-    import torch.hub
+    from torchvision.models import _api
 
-    def offline(*a, **k):
+    def offline(*a, **k):  # as on a machine without internet, whatever this one has
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(_api, "load_state_dict_from_url", offline)
     with pytest.raises(SystemExit) as e:
         cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"), "--model.backbone", "lplgrad.nets.TorchvisionNet",
                   "--model.backbone.init_args.weights", "IMAGENET1K_V1", "--trainer.logger.init_args.save_dir",
                   str(tmp_path / "logs")])
     assert e.value.code == 2
-    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lplgrad: error:")]
     assert "resnet18-f37072fd.pth" in line and str(tmp_path / "torch_home") in line and "download.pytorch.org" in line
 
 

@@ -1,7 +1,8 @@
 """The rounds loop's events, and the callback base class that declares their hooks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -19,6 +20,8 @@ class RoundEnd:
     candidates: torch.Tensor | None = None  # (N,) candidate indices, ascending; None if no query
     scores: torch.Tensor | None = None  # (N,) their scores
     selected: torch.Tensor | None = None  # (k,) the queried indices
+    extra: dict[str, Any] = field(default_factory=dict)  # fields callbacks add to the round's rounds.jsonl row
+    notes: list[str] = field(default_factory=list)  # lines callbacks add under the round's console line
 
     @property
     def step(self) -> int:

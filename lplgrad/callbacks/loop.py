@@ -162,7 +162,8 @@ class ActiveLearningLoop(Callback):
                          *((result.candidates, result.scores, result.selected) if result else ()))
         for cb in round_callbacks(trainer):
             cb.on_round_end(trainer, learner, event)
-        self._record(trainer, row, finished=k == 0)
+        row.update(event.extra)
+        self._record(trainer, row, event.notes, finished=k == 0)
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
@@ -190,7 +191,7 @@ class ActiveLearningLoop(Callback):
             raise RuntimeError(f"processes disagree on the labeled set after round {round_}")
 
     # ---- records --------------------------------------------------------------------------
-    def _record(self, trainer: Trainer, row: dict[str, Any], finished: bool) -> None:
+    def _record(self, trainer: Trainer, row: dict[str, Any], notes: list[str], finished: bool) -> None:
         n = row["labeled"]
         for logger in trainer.loggers:
             logger.log_metrics({"al/test_acc": row["test_acc"], "al/train_seconds": row["train_seconds"],
@@ -201,7 +202,8 @@ class ActiveLearningLoop(Callback):
         line = (f"Round {row['round']:>3} | labeled {n:>6} | test acc {100 * row['test_acc']:6.2f}% | "
                 f"train {row['train_seconds']:8.1f}s | query {row['query_seconds']:7.1f}s")
         bar = trainer.progress_bar_callback
-        (bar.print if bar is not None and hasattr(bar, "print") else print)(line)
+        for text in (line, *notes):
+            (bar.print if bar is not None and hasattr(bar, "print") else print)(text)
         run = self.run_dir
         if run is not None:
             dm: ActiveDataModule = trainer.datamodule

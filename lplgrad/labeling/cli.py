@@ -22,9 +22,14 @@ from lplgrad.cli import BaseCLI, guarded
 from lplgrad.errors import LabelingError
 from lplgrad.labeling import report
 from lplgrad.labeling.checkpoint import round_dirs
+
+SCAN_CACHE = "scan_cache.json"
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.labeling.label_studio import import_export, local_files_prefix
-from lplgrad.labeling.outputs import config_text, write_round
+from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix, merge_labels
+from lplgrad.labeling.labels import parse_classes, read_rows
+from lplgrad.labeling.live import LiveProject, LiveSyncOptions, connect
+from lplgrad.labeling.outputs import config_text, round_tasks, write_round
+from lplgrad.labeling.stop import StopOptions, stop_signal, write_stop_files
 from lplgrad.labeling.propose import Proposal, predict, propose
 from lplgrad.labeling.report import say
 from lplgrad.labeling.train import Training, starting_checkpoint, train
@@ -77,7 +82,10 @@ class LabelCLI(BaseCLI):
         parser.add_argument("--import_from", type=str | None, default=None,
                             help="Before anything else, append the labels of a Label Studio export "
                                  "(JSON, JSON-MIN or CSV) to --labels.")
+        parser.add_class_arguments(LiveSyncOptions, "label_studio")
+        parser.add_class_arguments(StopOptions, "stop")
         parser.link_arguments("images", "data.root")
+        parser.link_arguments("out", "data.scan_cache", compute_fn=lambda out: str(Path(out) / SCAN_CACHE))
         parser.link_arguments("labels", "data.labels")
         parser.link_arguments("classes", "data.classes")
 
@@ -88,12 +96,35 @@ class LabelCLI(BaseCLI):
         if out == images or images in out.parents:
             raise LabelingError(f"--out {cfg.out} is inside the image folder {cfg.images}: choose a folder "
                                 f"outside it (the image folder is never written to)")
+        prefix = cfg.url_prefix if cfg.url_prefix is not None else local_files_prefix(Path(cfg.images))
+        self.live = None
+        if cfg.label_studio.url:
+            self.live = pull_labels(cfg, prefix)
         if cfg.import_from:
             if not cfg.labels:
                 raise LabelingError("--import_from needs --labels: the CSV to append the imported labels to")
-            prefix = cfg.url_prefix if cfg.url_prefix is not None else local_files_prefix(Path(cfg.images))
             got = import_export(cfg.import_from, cfg.labels, cfg.images, prefix)
             report.imported(cfg.import_from, cfg.labels, got.pairs, got.new, got.notes, got.changed)
+
+
+def pull_labels(cfg, prefix: str) -> tuple[LiveProject, set[str]]:
+    """Live sync, step 1 and 2 (:mod:`lplgrad.labeling.live`): every annotation of the project
+    merged into the labels CSV. Returns the project and the image paths it has tasks for."""
+    ls = cfg.label_studio
+    if not ls.project:
+        raise LabelingError("--label_studio.url needs --label_studio.project: a project id or title")
+    if not cfg.labels:
+        raise LabelingError("live sync needs --labels: the CSV the annotations are merged into")
+    check_outside(cfg.labels, cfg.images, "--label_studio.url")
+    classes = parse_classes(cfg.classes) or sorted({lab for _, _, lab in read_rows(cfg.labels) if lab}
+                                                   if Path(cfg.labels).is_file() else set())
+    live = connect(ls.url, ls.project, ls.key_env, classes)
+    if cfg.url_prefix is None and live.serve_folder(Path(cfg.images)):  # the local-files URLs need it
+        say(f"Label Studio: project {live.title!r} now serves {Path(cfg.images).resolve()} (a Local Files storage)")
+    pairs, notes, existing = live.pull(prefix)
+    got = merge_labels(pairs, notes, cfg.labels, cfg.images)
+    report.pulled(live, cfg.labels, got.pairs, got.new, got.notes, got.changed)
+    return live, existing
 
 
 def _next_round(out: Path) -> int:
@@ -102,7 +133,8 @@ def _next_round(out: Path) -> int:
 
 
 def _propose(learner: ActiveLearner, dm: LabelFolderData, training: Training, round_: int, device) -> tuple[Proposal, float]:
-    """The propose step: the next batch (with the network's guesses when it was trained), and its seconds."""
+    """The propose step: the next batch (with the network's guesses when it was trained), and its
+    seconds. The network stays on ``device``."""
     t0 = time.monotonic()
     learner.to(device)
     if len(dm.split.unlabeled()):
@@ -112,7 +144,6 @@ def _propose(learner: ActiveLearner, dm: LabelFolderData, training: Training, ro
     else:
         proposal = Proposal(dm.split.unlabeled()[:0], dm.split.unlabeled()[:0].float(), 0)
         say("Every image is labeled: nothing left to propose.")
-    learner.cpu()
     return proposal, time.monotonic() - t0
 
 
@@ -127,11 +158,22 @@ def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
     report.inputs(dm)
     resumed = starting_checkpoint(cfg.resume, cfg.resume_from, out)
     training = train(trainer, learner, dm, round_, resumed, cfg.cold_start)
-    proposal, query_seconds = _propose(learner, dm, training, round_, trainer.strategy.root_device)
-    summary = write_round(rdir, round_, dm, learner, training, proposal, cfg.url_prefix, config_text(cli),
-                          trainer.max_epochs, query_seconds, args)
+    device = trainer.strategy.root_device
+    proposal, query_seconds = _propose(learner, dm, training, round_, device)
+    stop = stop_signal(out, round_, dm, learner.net, device, cfg.stop) if training.mode == "trained" else None
+    learner.cpu()
+    task_list = round_tasks(rdir, round_, dm, training, proposal, cfg.url_prefix)
+    pushed = cli.live[0].push(task_list, cli.live[1]) if cli.live else None  # before any file of the round
+    summary = write_round(rdir, round_, dm, learner, training, proposal, task_list, cfg.url_prefix, config_text(cli),
+                          trainer.max_epochs, query_seconds, args, stop.fields if stop else {})
+    if stop:
+        write_stop_files(out, rdir, stop)
     report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__,
                     resume_hint=not cfg.resume)
+    if stop:
+        say(stop.line)
+    if cli.live:
+        report.pushed(cli.live[0], pushed, len(task_list))
     summary["round_dir"] = str(rdir)
     return summary
 

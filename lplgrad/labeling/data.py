@@ -40,6 +40,9 @@ class LabelFolderData(PoolData):
             not trained and the first batch is chosen without it (cold start).
         batch_size, eval_batch_size, num_workers: loaders.
         seed: seed of the subset and of random choices (None: the run's ``seed_everything``).
+        scan_cache: a file (outside ``root``) remembering which images decode, by path, size
+            and modification time: a later run decodes only new or changed files. The labeling
+            CLI keeps it in its output folder.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class LabelFolderData(PoolData):
         eval_batch_size: int = 128,
         num_workers: int = 0,
         seed: int | None = None,
+        scan_cache: str | None = None,
     ) -> None:
         for name, v in (("image_size", image_size), ("query_size", query_size), ("batch_size", batch_size),
                         ("eval_batch_size", eval_batch_size), ("min_labels", min_labels)):
@@ -83,7 +87,7 @@ class LabelFolderData(PoolData):
         if self.given_classes is not None and len(self.given_classes) < 2:
             raise LabelingError(f"the class list names {len(self.given_classes)} class: a classifier needs at least 2")
         try:
-            self.scan = scan_folder(self.root, self.mode, image_size)
+            self.scan = scan_folder(self.root, self.mode, image_size, cache=scan_cache)
         except FileNotFoundError as e:
             raise LabelingError(str(e)) from None
         self.labels = read_labels(self.labels_path, self.root, self.scan.files,

@@ -1,10 +1,14 @@
-"""Label Studio round trip: the proposed batch as an import file, and labels back from an export.
+"""Label Studio round trip: the proposed batch as tasks, and labels back from tasks.
 
-Import file: a JSON list of tasks ``{"data": {"image": <url_prefix + path>, "path": <path>,
-"rank", "score", ...}, "meta": {...}}``; ``data.image`` is what the labeling config's
-``<Image value="$image"/>`` shows, ``data.path`` brings the image's path back unchanged in
-every export format. Exports read back: Label Studio's JSON (tasks with ``annotations``), its
-JSON-MIN (one flat object per task), or a CSV with ``path`` and ``label`` columns.
+A task is ``{"data": {"image": <url_prefix + path>, "path": <path>, "rank", "score", ...},
+"predictions": [...], "meta": {...}}``; ``data.image`` is what the labeling config's
+``<Image value="$image"/>`` shows, ``data.path`` brings the image's path back unchanged in every
+export format. Each task carries one prediction: the network's class as a ``choices`` result
+(none before the network is trained), ``model_version`` naming the run and round, and ``score`` =
+rank / batch size, so that Label Studio's Data Manager sorted by "Prediction score" ascending
+shows the most informative image first. Labels come back from Label Studio's JSON export (tasks
+with ``annotations``), its JSON-MIN (one flat object per task), a CSV with ``path`` and ``label``
+columns, or, with live sync (:mod:`lplgrad.labeling.live`), from the server's tasks directly.
 """
 from __future__ import annotations
 
@@ -29,7 +33,17 @@ def image_url(prefix: str, path: str) -> str:
     return prefix + quote(path, safe="/") if prefix else path
 
 
-def tasks(rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str) -> list[dict[str, Any]]:
+def prediction(row: dict[str, Any], n_rows: int, model_version: str, choices_name: str = "label") -> dict[str, Any]:
+    """The task's prediction: the network's class (if it was trained), and rank / batch size as the
+    score, so that an ascending sort on it puts the most informative image first."""
+    result = []
+    if row.get("predicted"):
+        result = [{"from_name": choices_name, "to_name": "image", "type": "choices",
+                   "value": {"choices": [row["predicted"]]}}]
+    return {"model_version": model_version, "score": row["rank"] / max(1, n_rows), "result": result}
+
+
+def tasks(rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str, model_version: str) -> list[dict[str, Any]]:
     """One task per proposed image. rows: dicts with rank, path, score and optionally predicted, confidence."""
     out = []
     for r in rows:
@@ -38,8 +52,8 @@ def tasks(rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str) -
         if r.get("predicted"):
             data["predicted"] = r["predicted"]
             data["confidence"] = r["confidence"]
-        out.append({"data": data, "meta": {"rank": r["rank"], "score": r["score"], "round": round_,
-                                           "strategy": strategy}})
+        out.append({"data": data, "predictions": [prediction(r, len(rows), model_version)],
+                    "meta": {"rank": r["rank"], "score": r["score"], "round": round_, "strategy": strategy}})
     return out
 
 
@@ -71,41 +85,18 @@ def _choice(result: list[dict[str, Any]], choices_name: str | None) -> str | Non
     return None
 
 
-def read_export(
-    path: str | Path, prefix: str | None = None, choices_name: str = "label"
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Labels from a Label Studio export -> ([(image path, class)], notes on tasks left out).
-
-    The latest annotation of a task that was not cancelled is used.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LabelingError(f"Label Studio export {path} does not exist")
+def labels_from_tasks(items: list[Any], prefix: str | None = None,
+                      choices_name: str = "label") -> tuple[list[tuple[str, str]], list[str]]:
+    """Labels from Label Studio tasks (the JSON export's, the server's, or JSON-MIN rows) ->
+    ([(image path, class)], notes on tasks left out). A task's latest annotation that was not
+    cancelled is used."""
     pairs, notes = [], []
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames or choices_name not in reader.fieldnames:
-                raise LabelingError(f"{path}: a CSV export needs the columns 'path' and {choices_name!r}")
-            for row in reader:
-                p, label = (row.get("path") or "").strip(), (row.get(choices_name) or "").strip()
-                if p and label:
-                    pairs.append((p, label))
-                elif p:
-                    notes.append(f"{p}: no label (line {reader.line_num})")
-        return pairs, notes
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise LabelingError(f"{path} is not JSON: {e}") from None
-    if not isinstance(items, list):
-        raise LabelingError(f"{path}: a Label Studio export is a JSON list of tasks")
     for n, task in enumerate(items, 1):
         if not isinstance(task, dict):
             notes.append(f"item {n}: not a task")
             continue
         where = f"task {task.get('id', n)}"
-        if "data" in task:  # the full JSON export
+        if "data" in task:  # a full task
             p = _path_of(task["data"], prefix)
             label = None
             for ann in reversed(task.get("annotations") or []):
@@ -128,6 +119,36 @@ def read_export(
     return pairs, notes
 
 
+def read_export(
+    path: str | Path, prefix: str | None = None, choices_name: str = "label"
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Labels from a Label Studio export file (JSON, JSON-MIN or CSV) -> ([(image path, class)],
+    notes on tasks left out)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelingError(f"Label Studio export {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        pairs, notes = [], []
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames or choices_name not in reader.fieldnames:
+                raise LabelingError(f"{path}: a CSV export needs the columns 'path' and {choices_name!r}")
+            for row in reader:
+                p, label = (row.get("path") or "").strip(), (row.get(choices_name) or "").strip()
+                if p and label:
+                    pairs.append((p, label))
+                elif p:
+                    notes.append(f"{p}: no label (line {reader.line_num})")
+        return pairs, notes
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LabelingError(f"{path} is not JSON: {e}") from None
+    if not isinstance(items, list):
+        raise LabelingError(f"{path}: a Label Studio export is a JSON list of tasks")
+    return labels_from_tasks(items, prefix, choices_name)
+
+
 @dataclass
 class Imported:
     """What :func:`import_export` did: labeled tasks read, rows appended, tasks left out, labels changed."""
@@ -139,13 +160,23 @@ class Imported:
 
 
 def import_export(export: str | Path, labels_csv: str | Path, root: str | Path, prefix: str) -> Imported:
-    """Append the labels of a Label Studio export to the labels CSV: rows it already has (same
-    path, same label) are not repeated; a changed label is appended (the later row wins)."""
-    root, labels_csv = Path(root), Path(labels_csv)
-    if root.resolve() in labels_csv.resolve().parents:
-        raise LabelingError(f"--import_from would append to {labels_csv}, which is inside the image folder "
-                            f"{root} (never written to): keep the labels CSV outside it")
+    """Append the labels of a Label Studio export file to the labels CSV (:func:`merge_labels`)."""
+    check_outside(labels_csv, root, "--import_from")
     pairs, notes = read_export(export, prefix)
+    return merge_labels(pairs, notes, labels_csv, root)
+
+
+def check_outside(labels_csv: str | Path, root: str | Path, option: str) -> None:
+    if Path(root).resolve() in Path(labels_csv).resolve().parents:
+        raise LabelingError(f"{option} would append to {labels_csv}, which is inside the image folder "
+                            f"{root} (never written to): keep the labels CSV outside it")
+
+
+def merge_labels(pairs: list[tuple[str, str]], notes: list[str], labels_csv: str | Path, root: str | Path) -> Imported:
+    """Append ``pairs`` to the labels CSV: rows it already has (same path, same label) are not
+    repeated, so merging the same labels again appends nothing; a changed label is appended (the
+    later row wins)."""
+    root, labels_csv = Path(root), Path(labels_csv)
     current: dict[str, str] = {}  # the label each path has now (the later row wins)
     if labels_csv.is_file():
         for _, raw, label in read_rows(labels_csv):

@@ -15,9 +15,21 @@ from lplgrad.labeling.train import Training
 from lplgrad.module import ActiveLearner
 
 
+def url_prefix_for(dm: LabelFolderData, url_prefix: str | None) -> str:
+    return url_prefix if url_prefix is not None else local_files_prefix(dm.root)
+
+
+def round_tasks(rdir: Path, round_: int, dm: LabelFolderData, training: Training, proposal: Proposal,
+                url_prefix: str | None) -> list[dict[str, Any]]:
+    """The proposal as Label Studio tasks, each with its prediction; ``model_version`` names the
+    run (the output folder) and the round."""
+    model_version = f"{rdir.parent.resolve().name}/{rdir.name}"
+    return tasks(proposal.rows(dm.files), url_prefix_for(dm, url_prefix), round_, repr(training.strategy), model_version)
+
+
 def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLearner, training: Training,
-                proposal: Proposal, url_prefix: str | None, config_yaml: str | None, epochs: int,
-                query_seconds: float, args: list[str] | None) -> dict[str, Any]:
+                proposal: Proposal, task_list: list[dict[str, Any]], url_prefix: str | None, config_yaml: str | None,
+                epochs: int, query_seconds: float, args: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Write every file of the round; returns the summary written to ``proposal.json``."""
     rows = proposal.rows(dm.files)
     uses_network = training.mode == "trained" or training.strategy.needs_images
@@ -25,9 +37,9 @@ def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLea
     if ckpt is not None:
         save_checkpoint(ckpt, learner, dm.classes, round_, [dm.files[i] for i in dm.split.labeled.tolist()],
                         trained=training.mode == "trained" or training.resumed is not None)
-    prefix = url_prefix if url_prefix is not None else local_files_prefix(dm.root)
+    prefix = url_prefix_for(dm, url_prefix)
     write_to_label(rdir / "to_label.csv", rows)
-    write_json(rdir / "label_studio.json", tasks(rows, prefix, round_, repr(training.strategy)))
+    write_json(rdir / "label_studio.json", task_list)
     if dm.classes:
         (rdir / "label_studio_config.xml").write_text(labeling_config(dm.classes))
     if config_yaml is not None:
@@ -58,6 +70,7 @@ def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLea
         "train_seconds": round(training.seconds, 3),
         "query_seconds": round(query_seconds, 3),
         "command": list(sys.argv[1:] if args is None else args),
+        **extra,
     }
     write_json(rdir / "proposal.json", summary)
     return summary

@@ -53,6 +53,24 @@ def imported(source: str, labels: str, pairs: int, new: int, notes: list[str], c
         listed(changed)
 
 
+def pulled(live, labels: str, pairs: int, new: int, notes: list[str], changed: list[str]) -> None:
+    """Live sync's pull: the project and what its annotations added to the labels CSV."""
+    say(f"Label Studio: project {live.title!r} (id {live.id}, {'created' if live.created else 'found'}) at "
+        f"{live.url}: {pairs} annotated tasks, {new} new rows appended to {labels}, {pairs - new} already there"
+        + (f"; {len(notes)} tasks left out:" if notes else ""))
+    listed(notes)
+    if changed:
+        say(f"Label Studio: {len(changed)} rows change an earlier label:")
+        listed(changed)
+
+
+def pushed(live, new: int, proposed: int) -> None:
+    """Live sync's push: the proposed batch imported as tasks."""
+    say(f"Label Studio: imported {new} of the {proposed} proposed images into project {live.title!r} as tasks with "
+        f"predictions ({proposed - new} already had a task); sort its Data Manager by \"Prediction score\" "
+        "ascending to label the most informative first")
+
+
 def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], strategy: str, resume_hint: bool) -> None:
     """The proposed images, the files written, the checkpoint and what to do next."""
     trained = summary["mode"] == "trained"

@@ -1,12 +1,18 @@
 """Finding the images of a user's folder, and checking that each one can be decoded.
 
-Nothing here writes anywhere: the folder is only listed and read.
+The folder is only listed and read. What was found can be cached in a file outside it (the
+labeling run's output folder), keyed by each file's path, size and modification time, so that a
+later scan decodes only new or changed files: a folder of 100,000 images is listed, not read, on
+every run after the first.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lplgrad.records import atomic_write
 
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -47,13 +53,32 @@ def _why(e: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, check: bool = True) -> FolderScan:
+CACHE_VERSION = 1
+
+
+def _load_cache(cache: Path | None, key: dict) -> dict[str, list]:
+    """path -> [size, mtime_ns, reason or None] from a cache written for the same folder and settings."""
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("files", {}) if data.get("key") == key else {}
+
+
+def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, check: bool = True,
+                cache: str | Path | None = None) -> FolderScan:
     """Every image file under ``root`` (any depth; hidden files and folders ignored; symbolic links
     to folders not followed), each decoded once when ``check`` so that broken ones are listed
-    in ``skipped`` instead of failing a run later."""
+    in ``skipped`` instead of failing a run later. With ``cache`` (a file outside ``root``), a
+    file whose size and modification time are as cached is not decoded again."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    cache = Path(cache) if cache is not None else None
+    key = {"version": CACHE_VERSION, "root": str(root.resolve()), "mode": mode, "size": size, "check": check}
+    known, seen = _load_cache(cache, key), {}
     scan = FolderScan(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -62,12 +87,25 @@ def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, ch
                 continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            if check:
-                try:
-                    open_image(full, mode, size)
-                except Exception as e:  # noqa: BLE001 - any decoding failure means: skip this file
-                    scan.skipped.append(Skipped(rel, _why(e)))
-                    continue
-            scan.files.append(rel)
+            st = full.stat()
+            entry = known.get(rel)
+            if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
+                entry = [st.st_size, st.st_mtime_ns, _decode_problem(full, mode, size) if check else None]
+            seen[rel] = entry
+            if entry[2] is not None:
+                scan.skipped.append(Skipped(rel, entry[2]))
+            else:
+                scan.files.append(rel)
     scan.files.sort()
+    if cache is not None and seen != known:
+        atomic_write(cache, json.dumps({"key": key, "files": seen}, separators=(",", ":")))
     return scan
+
+
+def _decode_problem(path: Path, mode: str, size: int | None) -> str | None:
+    """Why the image cannot be decoded, or None when it can."""
+    try:
+        open_image(path, mode, size)
+    except Exception as e:  # noqa: BLE001 - any decoding failure means: skip this file
+        return _why(e)
+    return None
