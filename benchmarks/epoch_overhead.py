@@ -82,7 +82,7 @@ def time_plain_loop(labels: int, epochs: int) -> float:
         cli = cli_main(cli_args(tmp, labels, epochs, []), run=False)
     learner, dm = cli.model, cli.datamodule
     dm.setup()
-    idx = dm.split.labeled
+    idx = dm.split.labeled if hasattr(dm, "split") else dm.labeled  # older versions kept it on the module
     x = torch.stack([dm._eval_view[int(i)][0] for i in idx])  # (n, 1, 8, 8)
     y = dm.labels(idx)
     opts, _ = learner.configure_optimizers()

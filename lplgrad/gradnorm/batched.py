@@ -65,17 +65,18 @@ def default_max_bytes(device: torch.device) -> int:
     return 64 << 20
 
 
-def _layer_sq(m: nn.Module, a: Tensor, g: Tensor, max_bytes: int) -> tuple[Tensor | None, Tensor | None]:
-    """(weight, bias) per-sample squared norms of one layer. a: layer input, g: output gradient."""
+def _layer_sq(m: nn.Module, a: Tensor, g: Tensor, max_bytes: int, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """(weight, bias) per-sample squared norms of one layer. a: layer input, g: output gradient,
+    y: layer output (read by the normalisation layers)."""
     if isinstance(m, nn.Conv2d):
         b_sq = g.sum((2, 3)).pow(2).sum(1) if m.bias is not None else None
         return conv_weight_sq(m, a, g, max_bytes), b_sq
     if isinstance(m, nn.Linear):
         return linear_weight_sq(a, g), linear_bias_sq(g) if m.bias is not None else None
     if isinstance(m, nn.LayerNorm):
-        return layer_norm_sq(m, a, g)
+        return layer_norm_sq(m, a, g, y)
     if isinstance(m, nn.GroupNorm):
-        return group_norm_sq(m, a, g)
+        return group_norm_sq(m, a, g, y)
     return bn_sq(m, a, g, None if a.is_cuda else 1 << 18)
 
 
@@ -145,9 +146,10 @@ def _hooked_pass(model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes
         if calls[m] > 1:
             raise UnsupportedModel(f"{type(m).__name__} is called more than once per forward pass")
         a = inputs[0].detach()
+        y = output.detach() if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) else None
 
         def on_grad(g: Tensor) -> None:
-            sqs = _layer_sq(m, a, g.detach(), max_bytes)
+            sqs = _layer_sq(m, a, g.detach(), max_bytes, y)
             for p, sq in zip((getattr(m, "weight", None), getattr(m, "bias", None)), sqs):
                 if p is not None and sq is not None and id(p) in column:
                     out[:, column[id(p)]] += sq.float()

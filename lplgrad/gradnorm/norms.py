@@ -5,6 +5,10 @@ alone: with x_hat the normalised input and g the output gradient, d weight = sum
 d bias = sum g over every position the parameter is shared across. LayerNorm comes in two
 layouts: the usual one normalises the last dimensions; ConvNeXt's LayerNorm2d (torchvision and
 timm) normalises the channels of an NCHW map, dimension 1.
+
+x_hat is not recomputed from the input: the layer's output y = x_hat * weight + bias gives
+sum g * x_hat = (sum g * y - bias * sum g) / weight, two reductions over what the forward and
+backward passes already hold (where a weight is exactly 0 the statistics are recomputed instead).
 """
 from __future__ import annotations
 
@@ -45,26 +49,51 @@ def _affine_sq(x_hat: Tensor, g: Tensor, shared: tuple[int, ...], has_bias: bool
     return flat(w), flat(b) if has_bias else None
 
 
-def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """(weight, bias) per-sample squared gradient norms of a LayerNorm. a, g: (B, ...) -> (B,)"""
+def _from_output(y: Tensor, g: Tensor, shared: tuple[int, ...], weight: Tensor, bias: Tensor | None,
+                 channel_dim: int | None) -> tuple[Tensor, Tensor]:
+    """sum_shared(g * x_hat) and sum_shared(g) from the output y = x_hat * weight + bias.
+    channel_dim: where the parameters' single dimension lies in y (None: the trailing dims)."""
+    B = y.shape[0]
+    if channel_dim is None:  # parameters over the trailing dims: (B, positions, params)
+        yf, gf = y.reshape(B, -1, weight.numel()), g.reshape(B, -1, weight.numel())
+        gy, gs = torch.linalg.vecdot(gf, yf, dim=1), gf.sum(1)  # (B, params)
+    else:  # (B, C, positions)
+        yf, gf = y.reshape(B, y.shape[1], -1), g.reshape(B, g.shape[1], -1)
+        gy, gs = torch.linalg.vecdot(gf, yf, dim=2), gf.sum(2)  # (B, C)
+    w, b = weight.reshape(1, -1), (bias.reshape(1, -1) if bias is not None else 0.0)
+    return (gy - b * gs) / w, gs
+
+
+def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """(weight, bias) per-sample squared gradient norms of a LayerNorm. a, g, y (its output):
+    (B, ...) -> (B,)"""
     if isinstance(m, CHANNELS_FIRST):
         dims = (1,)  # NCHW, normalised over the channels at each position
     else:
         dims = tuple(range(a.dim() - len(m.normalized_shape), a.dim()))
+    if not m.elementwise_affine:
+        return None, None
+    if y is not None and bool((m.weight != 0).all()):
+        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), (), m.weight.detach(),
+                            None if m.bias is None else m.bias.detach(), 1 if dims == (1,) else None)
+        flat = lambda t: t.reshape(t.shape[0], -1).pow(2).sum(1)  # noqa: E731
+        return flat(w), flat(b) if m.bias is not None else None
     a, g = _at_least_float32(a), _at_least_float32(g)
     mean = a.mean(dims, keepdim=True)
     var = a.var(dims, unbiased=False, keepdim=True)
     x_hat = (a - mean) * torch.rsqrt(var + m.eps)
     shared = tuple(d for d in range(1, a.dim()) if d not in dims)  # positions sharing one weight
-    if not m.elementwise_affine:
-        return None, None
     return _affine_sq(x_hat, g, shared, m.bias is not None)
 
 
-def group_norm_sq(m: nn.GroupNorm, a: Tensor, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """(weight, bias) per-sample squared gradient norms of a GroupNorm. a, g: (B, C, ...) -> (B,)"""
+def group_norm_sq(m: nn.GroupNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """(weight, bias) per-sample squared gradient norms of a GroupNorm. a, g, y (its output):
+    (B, C, ...) -> (B,)"""
     if not m.affine:
         return None, None
+    if y is not None and bool((m.weight != 0).all()):
+        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), (), m.weight.detach(), m.bias.detach(), 1)
+        return w.pow(2).sum(1), b.pow(2).sum(1)
     B, C = a.shape[:2]
     a, g = _at_least_float32(a), _at_least_float32(g)
     grouped = a.reshape(B, m.num_groups, -1)

@@ -168,12 +168,13 @@ def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
                           trainer.max_epochs, query_seconds, args, stop.fields if stop else {})
     if stop:
         write_stop_files(out, rdir, stop)
-    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__,
-                    resume_hint=not cfg.resume)
+    resume_hint = summary["checkpoint"] is not None and not cfg.resume
+    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, not cfg.resume,
+                    live=cli.live is not None)
     if stop:
         say(stop.line)
     if cli.live:
-        report.pushed(cli.live[0], pushed, len(task_list))
+        report.pushed(cli.live[0], pushed, len(task_list), resume_hint)
     summary["round_dir"] = str(rdir)
     return summary
 

@@ -64,14 +64,18 @@ def pulled(live, labels: str, pairs: int, new: int, notes: list[str], changed: l
         listed(changed)
 
 
-def pushed(live, new: int, proposed: int) -> None:
-    """Live sync's push: the proposed batch imported as tasks."""
+def pushed(live, new: int, proposed: int, resume_hint: bool) -> None:
+    """Live sync's push: the proposed batch imported as tasks, and what to do next."""
     say(f"Label Studio: imported {new} of the {proposed} proposed images into project {live.title!r} as tasks with "
         f"predictions ({proposed - new} already had a task); sort its Data Manager by \"Prediction score\" "
         "ascending to label the most informative first")
+    if proposed:
+        say(f"Next: label them in Label Studio ({live.url}, project {live.title!r}) and run the same command again"
+            + (" with --resume" if resume_hint else "") + ".")
 
 
-def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], strategy: str, resume_hint: bool) -> None:
+def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], strategy: str, resume_hint: bool,
+             live: bool = False) -> None:
     """The proposed images, the files written, the checkpoint and what to do next."""
     trained = summary["mode"] == "trained"
     say(f"Proposed: {len(rows)} of {summary['unlabeled']} unlabeled images ({summary['scored']} scored) "
@@ -89,7 +93,7 @@ def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], st
     ckpt = summary["checkpoint"]
     say(f"Checkpoint: {ckpt}  (the network that scored them; --resume continues from it)" if ckpt
         else "Checkpoint: none (a random batch uses no network)")
-    if rows:
+    if rows and not live:
         labels_csv = summary["labels_csv"]
         say(f"Next: label these images, append 'path,label' rows to {labels_csv or 'a labels CSV (--labels)'}, "
             f"and run the same command again" + (" with --resume" if ckpt and resume_hint else "") + ".")
