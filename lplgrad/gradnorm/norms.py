@@ -49,10 +49,11 @@ def _affine_sq(x_hat: Tensor, g: Tensor, shared: tuple[int, ...], has_bias: bool
     return flat(w), flat(b) if has_bias else None
 
 
-def _from_output(y: Tensor, g: Tensor, shared: tuple[int, ...], weight: Tensor, bias: Tensor | None,
+def _from_output(y: Tensor, g: Tensor, weight: Tensor, bias: Tensor | None,
                  channel_dim: int | None) -> tuple[Tensor, Tensor]:
-    """sum_shared(g * x_hat) and sum_shared(g) from the output y = x_hat * weight + bias.
-    channel_dim: where the parameters' single dimension lies in y (None: the trailing dims)."""
+    """sum(g * x_hat) and sum(g) over the positions sharing each parameter, from the output
+    y = x_hat * weight + bias. channel_dim: where the parameters' single dimension lies in y
+    (None: the trailing dims). -> (B, params), (B, params)"""
     B = y.shape[0]
     if channel_dim is None:  # parameters over the trailing dims: (B, positions, params)
         yf, gf = y.reshape(B, -1, weight.numel()), g.reshape(B, -1, weight.numel())
@@ -74,10 +75,9 @@ def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None
     if not m.elementwise_affine:
         return None, None
     if y is not None and bool((m.weight != 0).all()):
-        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), (), m.weight.detach(),
+        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), m.weight.detach(),
                             None if m.bias is None else m.bias.detach(), 1 if dims == (1,) else None)
-        flat = lambda t: t.reshape(t.shape[0], -1).pow(2).sum(1)  # noqa: E731
-        return flat(w), flat(b) if m.bias is not None else None
+        return w.pow(2).sum(1), b.pow(2).sum(1) if m.bias is not None else None
     a, g = _at_least_float32(a), _at_least_float32(g)
     mean = a.mean(dims, keepdim=True)
     var = a.var(dims, unbiased=False, keepdim=True)
@@ -92,7 +92,7 @@ def group_norm_sq(m: nn.GroupNorm, a: Tensor, g: Tensor, y: Tensor | None = None
     if not m.affine:
         return None, None
     if y is not None and bool((m.weight != 0).all()):
-        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), (), m.weight.detach(), m.bias.detach(), 1)
+        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), m.weight.detach(), m.bias.detach(), 1)
         return w.pow(2).sum(1), b.pow(2).sum(1)
     B, C = a.shape[:2]
     a, g = _at_least_float32(a), _at_least_float32(g)
