@@ -169,7 +169,7 @@ def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
     if stop:
         write_stop_files(out, rdir, stop)
     resume_hint = summary["checkpoint"] is not None and not cfg.resume
-    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, not cfg.resume,
+    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, resume_hint,
                     live=cli.live is not None)
     if stop:
         say(stop.line)

@@ -76,7 +76,8 @@ def pushed(live, new: int, proposed: int, resume_hint: bool) -> None:
 
 def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], strategy: str, resume_hint: bool,
              live: bool = False) -> None:
-    """The proposed images, the files written, the checkpoint and what to do next."""
+    """The proposed images, the files written, the checkpoint and what to do next (``resume_hint``:
+    whether the next run should add --resume)."""
     trained = summary["mode"] == "trained"
     say(f"Proposed: {len(rows)} of {summary['unlabeled']} unlabeled images ({summary['scored']} scored) "
         f"by {strategy}" + ("" if trained else " (cold start)") + ", best first:")
@@ -96,4 +97,4 @@ def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], st
     if rows and not live:
         labels_csv = summary["labels_csv"]
         say(f"Next: label these images, append 'path,label' rows to {labels_csv or 'a labels CSV (--labels)'}, "
-            f"and run the same command again" + (" with --resume" if ckpt and resume_hint else "") + ".")
+            f"and run the same command again" + (" with --resume" if resume_hint else "") + ".")
