@@ -18,6 +18,11 @@ GEOMETRIES = [  # (C, P (out channels), H, W, kernel, stride, padding, dilation,
     (4, 3, 11, 9, 1, 2, 0, 1, 1, "zeros"),  # strided 1x1: the input is subsampled first
     (4, 3, 8, 8, 1, 1, 1, 1, 1, "zeros"),  # padded 1x1
     (4, 6, 8, 8, 3, 1, 1, 1, 2, "zeros"),  # grouped
+    (4, 4, 9, 8, 7, 1, 3, 1, 4, "zeros"),  # depthwise 7x7 (ConvNeXt)
+    (3, 6, 9, 10, 3, 2, 1, 1, 3, "zeros"),  # depthwise, channel multiplier 2, stride 2 (MobileNet)
+    (4, 4, 11, 9, 5, 2, 2, 1, 4, "zeros"),  # depthwise 5x5, stride 2 (EfficientNet)
+    (3, 3, 12, 11, 3, (1, 2), 2, 2, 3, "zeros"),  # depthwise, dilated, unequal strides
+    (4, 4, 8, 8, 3, 1, 1, 1, 4, "reflect"),  # depthwise, reflect padding
     (3, 4, 8, 8, 3, 1, 1, 1, 1, "reflect"),
     (3, 4, 8, 8, 3, 2, 1, 1, 1, "circular"),
 ]
@@ -47,17 +52,23 @@ def test_each_path_equals_the_definition(geom, path):
         with pytest.raises(ValueError, match="groups=1"):
             conv_weight_sq(conv, a, g, 1 << 20, path)
         return
+    if groups != C and path == "depthwise":
+        with pytest.raises(ValueError, match="one input channel per filter"):
+            conv_weight_sq(conv, a, g, 1 << 20, path)
+        return
     fast = conv_weight_sq(conv, a, g, 1 << 20, path)
     assert fast.shape == (3,)
     assert torch.allclose(fast.double(), definition(conv, a, g), rtol=1e-5, atol=0)
 
 
-def test_memory_bound_slices_the_batch_without_changing_results():
+@pytest.mark.parametrize("groups", [1, 8])
+def test_memory_bound_slices_the_batch_without_changing_results(groups):
     torch.manual_seed(0)
-    conv = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=groups, bias=False)
     a, g = torch.randn(7, 8, 6, 6), torch.randn(7, 16, 6, 6)
     ref = definition(conv, a, g)
-    for path in PATHS:
+    paths = ("grouped", "depthwise") if groups > 1 else ("ghost", "grouped", "unfold")
+    for path in paths:
         tiny = conv_weight_sq(conv, a, g, 1, path)  # one sample per slice
         assert torch.allclose(tiny.double(), ref, rtol=1e-5), path
 
@@ -76,6 +87,21 @@ def test_rule_takes_the_ghost_norm_where_it_is_cheaper():
     assert choose_path(1, 64, 1024, 64, 1024, 64 * 9, cpu) == "grouped"
     assert choose_path(1, 64, 1024, 64, 1024, 64 * 9, gpu) == "unfold"
     assert choose_path(2, 512, 16, 512, 16, 256 * 9, gpu) == "grouped"  # no ghost or unfold with groups
+    assert choose_path(2, 512, 16, 512, 16, 256 * 9, cpu) == "grouped"
+    # depthwise (groups == input channels): the forward convolution on a CPU only
+    assert choose_path(96, 96, 3136, 96, 3136, 49, cpu) == "depthwise"
+    assert choose_path(96, 96, 3136, 96, 3136, 49, gpu) == "grouped"
+    assert choose_path(1, 1, 784, 16, 784, 9, cpu) == "grouped"  # a one-channel stem is not depthwise
+
+
+def test_depthwise_layer_of_a_channels_last_input():
+    """ConvNeXt's blocks hand their depthwise convolution a channels-last-strided input."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 6, 7, padding=3, groups=6, bias=False)
+    a = torch.randn(3, 6, 9, 9).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(3, 9, 9, 6).permute(0, 3, 1, 2)
+    assert path_for(conv, a, g) == "depthwise"
+    assert torch.allclose(conv_weight_sq(conv, a, g, 1 << 20).double(), definition(conv, a, g), rtol=1e-5)
 
 
 def test_rule_counts_the_positions_a_strided_1x1_convolution_reads():
