@@ -15,6 +15,8 @@ import copy
 import time
 
 import torch
+from machine import add_malloc_option, describe  # benchmarks/machine.py
+from query_speed import MODELS, Learner, make_model
 from torch import nn
 from torch.nn import functional as F
 
@@ -22,8 +24,6 @@ import lplgrad.gradnorm.batched as batched
 import lplgrad.gradnorm.conv as conv
 from lplgrad import allocator
 from lplgrad.strategies import EntGradNorm
-from machine import add_malloc_option, describe  # benchmarks/machine.py
-from query_speed import MODELS, Learner, make_model
 
 LAYER_SQ, CHOOSE_PATH = batched._layer_sq, conv.choose_path
 
