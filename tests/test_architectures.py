@@ -123,3 +123,27 @@ def test_library_backbones_give_what_the_loss_head_needs():
     vit = TimmNet(3, 3, "vit_tiny_patch16_224", image_size=32, model_args={"patch_size": 8})
     logits, feats = vit(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 3) and all(f.dim() == 3 for f in feats) and vit.feature_channels == [192] * 4
+
+
+@pytest.mark.parametrize("name", ["torchvision convnext_tiny", "timm convnext_atto (LayerNorm2d)"])
+def test_norm_layers_with_weights_exactly_zero(name):
+    """Where a LayerNorm or GroupNorm weight is exactly 0 its output says nothing about x_hat:
+    those layers recompute the statistics; the others still read their output."""
+    torch.manual_seed(0)
+    net = perturb(ARCHITECTURES[name](), 1)
+    norms = [m for m in net.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))]
+    with torch.no_grad():
+        for m in norms[::2]:
+            m.weight[:: 3] = 0.0
+    fast, loop = batched_and_loop(net, torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    assert torch.isfinite(fast).all()
+    assert ((fast.double() - loop) / loop.abs().clamp_min(1e-30)).abs().max().item() < 1e-6
+
+
+def test_a_group_norm_with_a_zero_weight():
+    torch.manual_seed(3)
+    net = perturb(GroupNormNet(), 4)
+    with torch.no_grad():
+        net.gn.weight[1] = 0.0
+    fast, loop = batched_and_loop(net, torch.randn(4, 3, 6, 6))
+    assert ((fast.double() - loop) / loop.abs()).abs().max() < 1e-6

@@ -67,7 +67,7 @@ def default_max_bytes(device: torch.device) -> int:
 
 def _layer_sq(m: nn.Module, a: Tensor, g: Tensor, max_bytes: int, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
     """(weight, bias) per-sample squared norms of one layer. a: layer input, g: output gradient,
-    y: layer output (read by the normalisation layers)."""
+    y: layer output (read by the normalisation layers when given: none of their weights is 0)."""
     if isinstance(m, nn.Conv2d):
         b_sq = g.sum((2, 3)).pow(2).sum(1) if m.bias is not None else None
         return conv_weight_sq(m, a, g, max_bytes), b_sq
@@ -131,6 +131,18 @@ def per_sample_sq_norms(
     return out
 
 
+def _outputs_readable(model: nn.Module) -> set[nn.Module]:
+    """The LayerNorm and GroupNorm layers whose parameter norms can be read off their output:
+    those with no weight exactly 0 (:mod:`lplgrad.gradnorm.norms`). One check for all of them
+    together, so that a GPU waits once per chunk rather than once per layer."""
+    norms = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None]
+    if not norms:
+        return set()
+    dev = norms[0].weight.device
+    nonzero = torch.stack([(m.weight != 0).all().to(dev) for m in norms]).tolist()
+    return {m for m, ok in zip(norms, nonzero) if ok}
+
+
 class _CopiesDoNotFit(RuntimeError):
     """Per-sample copies of the direct parameters changed what the model computes."""
 
@@ -140,13 +152,14 @@ def _hooked_pass(model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes
     """One forward and one backward pass; the layer hooks and the direct parameters' copies add
     each sample's squared norms into ``out``."""
     calls: dict[nn.Module, int] = {}
+    readable = _outputs_readable(model)
 
     def on_forward(m: nn.Module, inputs: tuple, output: Tensor) -> None:
         calls[m] = calls.get(m, 0) + 1
         if calls[m] > 1:
             raise UnsupportedModel(f"{type(m).__name__} is called more than once per forward pass")
         a = inputs[0].detach()
-        y = output.detach() if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) else None
+        y = output.detach() if m in readable else None
 
         def on_grad(g: Tensor) -> None:
             sqs = _layer_sq(m, a, g.detach(), max_bytes, y)

@@ -8,7 +8,9 @@ timm) normalises the channels of an NCHW map, dimension 1.
 
 x_hat is not recomputed from the input: the layer's output y = x_hat * weight + bias gives
 sum g * x_hat = (sum g * y - bias * sum g) / weight, two reductions over what the forward and
-backward passes already hold (where a weight is exactly 0 the statistics are recomputed instead).
+backward passes already hold. The caller passes y only where no weight is exactly 0 (one check
+per query chunk for every layer, :func:`lplgrad.gradnorm.batched._outputs_readable`); without y
+the statistics are recomputed from the input.
 """
 from __future__ import annotations
 
@@ -66,15 +68,15 @@ def _from_output(y: Tensor, g: Tensor, weight: Tensor, bias: Tensor | None,
 
 
 def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
-    """(weight, bias) per-sample squared gradient norms of a LayerNorm. a, g, y (its output):
-    (B, ...) -> (B,)"""
+    """(weight, bias) per-sample squared gradient norms of a LayerNorm. a, g, y (its output, or
+    None; given only if no weight is exactly 0): (B, ...) -> (B,)"""
     if isinstance(m, CHANNELS_FIRST):
         dims = (1,)  # NCHW, normalised over the channels at each position
     else:
         dims = tuple(range(a.dim() - len(m.normalized_shape), a.dim()))
     if not m.elementwise_affine:
         return None, None
-    if y is not None and bool((m.weight != 0).all()):
+    if y is not None:
         w, b = _from_output(_at_least_float32(y), _at_least_float32(g), m.weight.detach(),
                             None if m.bias is None else m.bias.detach(), 1 if dims == (1,) else None)
         return w.pow(2).sum(1), b.pow(2).sum(1) if m.bias is not None else None
@@ -87,11 +89,11 @@ def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None
 
 
 def group_norm_sq(m: nn.GroupNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
-    """(weight, bias) per-sample squared gradient norms of a GroupNorm. a, g, y (its output):
-    (B, C, ...) -> (B,)"""
+    """(weight, bias) per-sample squared gradient norms of a GroupNorm. a, g, y (its output, or
+    None; given only if no weight is exactly 0): (B, C, ...) -> (B,)"""
     if not m.affine:
         return None, None
-    if y is not None and bool((m.weight != 0).all()):
+    if y is not None:
         w, b = _from_output(_at_least_float32(y), _at_least_float32(g), m.weight.detach(), m.bias.detach(), 1)
         return w.pow(2).sum(1), b.pow(2).sum(1)
     B, C = a.shape[:2]
