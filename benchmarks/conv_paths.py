@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lplgrad import allocator
-from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, path_for
+from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, is_depthwise, path_for
 from machine import add_malloc_option, describe  # benchmarks/machine.py
 
 LAYERS = [  # (in channels, input size, out channels, kernel, stride, groups)
@@ -66,7 +66,7 @@ def main() -> None:
 
 
 def applies(path: str, groups: int, c_in: int) -> bool:
-    return {"ghost": groups == 1, "unfold": groups == 1, "depthwise": groups == c_in}.get(path, True)
+    return {"ghost": groups == 1, "unfold": groups == 1, "depthwise": is_depthwise(groups, c_in)}.get(path, True)
 
 
 if __name__ == "__main__":

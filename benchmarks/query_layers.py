@@ -16,7 +16,7 @@ import time
 
 import torch
 from machine import add_malloc_option, describe  # benchmarks/machine.py
-from query_speed import MODELS, Learner, make_model
+from query_speed import MODELS, Learner, best_of, make_model
 from torch import nn
 from torch.nn import functional as F
 
@@ -30,7 +30,7 @@ LAYER_SQ, CHOOSE_PATH = batched._layer_sq, conv.choose_path
 
 def layer_kind(m: nn.Module, a: torch.Tensor) -> str:
     if isinstance(m, nn.Conv2d):
-        kind = "depthwise" if m.groups > 1 and m.groups == m.in_channels else f"groups={m.groups}"
+        kind = "depthwise" if conv.is_depthwise(m.groups, m.in_channels) else f"groups={m.groups}"
         return f"Conv2d {kind} k={m.kernel_size[0]}"
     if isinstance(m, nn.Linear):
         return f"Linear at {a[0].numel() // a.shape[-1]} positions"
@@ -49,18 +49,6 @@ def timed_reductions(times: dict[str, float]):
 def as_grouped(*args) -> str:
     path = CHOOSE_PATH(*args)
     return "grouped" if path == "depthwise" else path
-
-
-def best_of(fns: dict, reps: int) -> dict[str, float]:
-    best = {k: float("inf") for k in fns}
-    for f in fns.values():
-        f()
-    for _ in range(reps):
-        for k, f in fns.items():  # interleaved
-            t = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
 
 
 def bench(name: str, a: argparse.Namespace) -> None:
@@ -85,7 +73,9 @@ def bench(name: str, a: argparse.Namespace) -> None:
     fns = {"training step": train, "query": query(), "query without reductions": query(lambda *_a, **_k: (None, None))}
     if a.depthwise_as_grouped:
         fns["query, depthwise as grouped"] = query(choose=as_grouped)
-    best = best_of(fns, a.reps)
+    for f in fns.values():  # warm-up: oneDNN primitives, allocator pages
+        f()
+    best, _ = best_of(fns, a.reps, torch.device("cpu"))
     print(f"\n== {name}, batch {a.batch}: seconds per call, best of {a.reps} interleaved")
     for k, v in best.items():
         print(f"{k:32s} {v:7.3f} s   query speed / training-step speed = {best['training step'] / v:5.2f}x")

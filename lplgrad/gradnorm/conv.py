@@ -159,6 +159,11 @@ def ghost_is_cheaper(c_in: int, n_in: int, c_out: int, n_out: int, d: int) -> bo
     return n_in * n_in * c_in + n_out * n_out * c_out < c_out * d * n_out
 
 
+def is_depthwise(groups: int, c_in: int) -> bool:
+    """One input channel per filter, over more than one group (a one-channel stem is not)."""
+    return groups > 1 and groups == c_in
+
+
 def choose_path(groups: int, c_in: int, n_in: int, c_out: int, n_out: int, d: int, device: torch.device) -> str:
     """The cheapest way for a layer: c_in channels at n_in input positions actually read, c_out
     channels at n_out output positions, d inputs per filter. The ghost norm when it is cheaper
@@ -169,7 +174,7 @@ def choose_path(groups: int, c_in: int, n_in: int, c_out: int, n_out: int, d: in
         return "ghost"
     if device.type == "cuda":
         return "unfold" if groups == 1 else "grouped"
-    return "depthwise" if groups > 1 and groups == c_in else "grouped"
+    return "depthwise" if is_depthwise(groups, c_in) else "grouped"
 
 
 def _as_read(m: nn.Conv2d, a: Tensor, g: Tensor) -> tuple[Tensor, Geometry]:
