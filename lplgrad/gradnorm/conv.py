@@ -11,7 +11,7 @@ ways to get ||G_n||^2, chosen per layer by multiply-adds (:func:`choose_path`):
   groups; on a GPU, unfold and a batched matmul;
 - depthwise layers (one input channel per filter, as in ConvNeXt, MobileNet, EfficientNet), on a
   CPU: G_n is a *forward* convolution of the padded input with g_n as its kernel, the batch folded
-  into the groups (:func:`_materialise_depthwise`; 7-15x faster there than the weight-gradient
+  into the groups (:func:`_materialise_depthwise`; 6-11x faster there than the weight-gradient
   call, which oneDNN runs on a slow path for thousands of single-channel groups).
 
 Per-layer costs: ``benchmarks/conv_paths.py``.
