@@ -99,3 +99,18 @@ def test_study_regenerates_every_committed_table(tmp_path, spec):
     for t in study["tables"]:
         for ext in (".md", ".csv"):
             assert (copy / spec.parent.name / (t["name"] + ext)).read_text() == (spec.parent / (t["name"] + ext)).read_text()
+
+
+def test_readme_paired_cells_are_the_committed_ones():
+    """Every cell of the README's paired table is the committed paired.md's cell for that row."""
+    committed = {}
+    for line in (RESULTS / "fashion_mnist" / "paired.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 6 and cells[1].isdigit():  # comparison, seeds, AULC, acc@300, acc@600, acc@1000
+            committed[cells[0]] = (cells[2], cells[5])
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| LPLgrad −") or line.startswith("| Entropy −")]
+    assert len(rows) >= 4
+    for line in rows:
+        name, aulc, at_1000 = [c.strip() for c in line.strip("|").split("|")]
+        assert committed[name] == (aulc, at_1000), name
