@@ -114,3 +114,13 @@ def test_readme_paired_cells_are_the_committed_ones():
     for line in rows:
         name, aulc, at_1000 = [c.strip() for c in line.strip("|").split("|")]
         assert committed[name] == (aulc, at_1000), name
+
+
+@pytest.mark.parametrize("table", ["fashion_mnist/table.md", "fashion_mnist/aulc.md", "fashion_mnist/paired.md",
+                                   "aux_study/by_size.md", "aux_study/why_n1000.md"])
+def test_comparison_doc_shows_the_committed_tables(table):
+    """docs/comparison.md quotes each committed table whole: every row of it, verbatim."""
+    doc = set((ROOT / "docs" / "comparison.md").read_text().splitlines())
+    rows = [line for line in (RESULTS / table).read_text().splitlines() if line.startswith("|")]
+    assert len(rows) >= 3
+    assert [r for r in rows if r not in doc] == []
