@@ -94,3 +94,17 @@ def test_checkpoint_cadence_round_ends_or_every_epoch(tmp_path, tiny_fit, every,
     assert [p.name for p in (run_dir(tmp_path) / "checkpoints").iterdir()] == ["last.ckpt"]
     state = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=False)
     assert len(state["ActiveDataModule"]["labeled"]) == 50  # the last save is the end of the last round
+
+
+def test_lplgrad_without_aux_is_ent_gradnorm(tmp_path, tiny_fit):
+    """The ablation "LPLgrad w/o A" and Ent-GradNorm are one computation (docs/method.md §4): with
+    the same seed they train, query and score alike, round for round."""
+    runs = {}
+    for name in ("LPLgrad", "EntGradNorm"):
+        cli_main(tiny_fit("--model.strategy", f"lplgrad.strategies.{name}", "--model.use_aux", "false",
+                          "--loop.epochs_per_round", "2", save_dir=tmp_path / name))
+        (d,) = list((tmp_path / name).glob("*/version_*"))
+        runs[name] = ([(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
+                      (d / "candidates" / "round_000.csv").read_text())
+    assert runs["LPLgrad"] == runs["EntGradNorm"]
+    assert len(runs["LPLgrad"][0]) == 3
