@@ -102,8 +102,8 @@ def test_lplgrad_without_aux_is_ent_gradnorm(tmp_path, tiny_fit):
     runs = {}
     for name in ("LPLgrad", "EntGradNorm"):
         cli_main(tiny_fit("--model.strategy", f"lplgrad.strategies.{name}", "--model.use_aux", "false",
-                          "--loop.epochs_per_round", "2", save_dir=tmp_path / name))
-        (d,) = list((tmp_path / name).glob("*/version_*"))
+                          "--loop.epochs_per_round", "2", save_dir=tmp_path / name / "logs"))
+        d = run_dir(tmp_path / name)
         runs[name] = ([(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
                       (d / "candidates" / "round_000.csv").read_text())
     assert runs["LPLgrad"] == runs["EntGradNorm"]
