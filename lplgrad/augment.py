@@ -95,6 +95,7 @@ class TensorBatches:
         targets: (N,) labels (any device).
         indices: the rows to serve, in order.
         batch_size: rows per batch; the last batch is smaller.
+        drop_last: leave out the last (smaller) batch of each epoch.
         mean, std: normalisation per channel.
         train: shuffle (by :func:`lplgrad.split.epoch_permutation`, as the PIL path) and augment.
         padding, flip: the augmentation.
@@ -106,7 +107,7 @@ class TensorBatches:
 
     def __init__(self, images: Tensor, targets: Tensor, indices: Tensor, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], train: bool = False, padding: int = 0, flip: bool = False, seed: int = 0,
-                 epoch: int = 0, rank: int = 0, world: int = 1, draws: str = "seeded") -> None:
+                 epoch: int = 0, rank: int = 0, world: int = 1, draws: str = "seeded", drop_last: bool = False) -> None:
         if draws not in ("global", "seeded"):
             raise ValueError(f"draws must be 'global' or 'seeded', got {draws!r}")
         self.images, self.indices = images, torch.as_tensor(indices, dtype=torch.long)
@@ -114,6 +115,7 @@ class TensorBatches:
         self.batch_size, self.mean, self.std = batch_size, tuple(mean), tuple(std)
         self.train, self.padding, self.flip = train, padding, flip
         self.seed, self.epoch, self.rank, self.world, self.draws = seed, epoch, rank, world, draws
+        self.drop_last = drop_last
         self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) every epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -130,10 +132,12 @@ class TensorBatches:
 
     def __len__(self) -> int:
         n = len(self.indices) if not self.train or self.world == 1 else math.ceil(len(self.indices) / self.world)
-        return math.ceil(n / self.batch_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         rows = self._rows()
+        if self.drop_last:
+            rows = rows[: len(rows) - len(rows) % self.batch_size]
         g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 2))
         for s in range(0, len(rows), self.batch_size):
             idx = rows[s : s + self.batch_size]

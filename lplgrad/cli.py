@@ -4,23 +4,29 @@
 """
 from __future__ import annotations
 
+import errno
 import re
-import shutil
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from lplgrad.allocator import keep_freed_memory
 from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundCheckpoint, RoundFigures, StopSignal
 from lplgrad.data import ActiveDataModule
-from lplgrad.errors import ConfigError, LPLgradError, RunExistsError
+from lplgrad.errors import ConfigError, LPLgradError, OutputError, RunExistsError
 from lplgrad.module import ActiveLearner
+from lplgrad.resume import LAST, check_resume, describe_changes, record_changes
+from lplgrad.runfolder import RunFolder
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit",)
+#: LightningCLI's other subcommands, not offered: a run evaluates itself every round
+NOT_OFFERED = ("validate", "test", "predict")
 T = TypeVar("T")
 
 #: LightningCLI's own optimiser options, which would replace M's and A's optimisers with one
@@ -32,19 +38,15 @@ TRAPS = {
 _TRAP_OPTION = re.compile(r"^--(" + "|".join(TRAPS) + r")(?:[.=]|$)")
 
 
-def _latest_resumable(save_dir: str, name: str) -> str | None:
-    """The newest ``save_dir/name/<version>`` with a checkpoints/last.ckpt and no finished.json."""
-    runs = [d for d in Path(save_dir, name).glob("*") if (d / "checkpoints" / "last.ckpt").is_file()
-            and not (d / "finished.json").exists()]
-    return max(runs, key=lambda d: (d / "checkpoints" / "last.ckpt").stat().st_mtime).name if runs else None
-
-
 def trap_message(key: str) -> str:
     return f"--{key} is not used by lplgrad: set {TRAPS[key]}"
 
 
 def check_traps(args: Sequence[str]) -> None:
     """Refuse ``--optimizer`` / ``--lr_scheduler`` (and their ``.init_args`` forms) on the command line."""
+    if args and args[0] in NOT_OFFERED:
+        raise ConfigError(f"{args[0]} is not a command of lplgrad (only fit): every round's test accuracy is in the "
+                          "run folder's rounds.jsonl, and python -m lplgrad.label proposes and predicts for a folder")
     for arg in args:
         m = _TRAP_OPTION.match(arg)
         if m:
@@ -73,6 +75,17 @@ class BaseCLI(LightningCLI):
 
 
 class LPLgradCLI(BaseCLI):
+    """``fit`` only (:data:`NOT_OFFERED`); the run folder is claimed (:class:`RunFolder`) and a
+    resume checked (:mod:`lplgrad.resume`) before anything is written."""
+
+    def __init__(self, *args: Any, run_folder: RunFolder | None = None, **kwargs: Any) -> None:
+        self.run_folder = run_folder if run_folder is not None else RunFolder(ELSEWHERE)
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
+
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
@@ -82,34 +95,75 @@ class LPLgradCLI(BaseCLI):
         parser.add_lightning_class_args(StopSignal, "stop")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start anew in a run folder that already holds an experiment (the old folder is deleted)")
+        parser.add_argument("--allow_config_change", type=bool, default=False,
+                            help="resume although the configuration differs from the run's config.yaml in what "
+                                 "changes training or selection (the changes go to config_changes.jsonl)")
 
-    def before_instantiate_classes(self) -> None:
-        """``--ckpt_path last`` without a logger version resumes the newest unfinished run folder."""
-        super().before_instantiate_classes()
-        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
-        if cfg is None or cfg.get("ckpt_path") != "last":
-            return
-        logger = cfg.trainer.get("logger")
-        args = getattr(logger, "init_args", None)
-        if args is None or "save_dir" not in args or args.get("version") is not None:
-            return
-        version = _latest_resumable(args.save_dir, args.get("name") or "lightning_logs")
-        if version is not None:
-            args.version = version
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then check a resume (:func:`lplgrad.resume.check_resume`) before LightningCLI
+        reads the checkpoint's hyperparameters: ``--ckpt_path last`` becomes the run's file."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        self.resume_changes: dict[str, tuple[Any, Any]] = {}
+        if cfg.get("ckpt_path"):
+            now = yaml.safe_load(parser.dump(self.config, skip_none=False))
+            self.resume_changes = check_resume(cfg, now[sub] if sub else now)
 
     def before_fit(self) -> None:
+        """Claim the run folder, then refuse to write over an experiment (or record a resume's
+        accepted changes)."""
         cfg = self.config[self.subcommand]
         trainer = self.trainer
         if not trainer.is_global_zero or trainer.log_dir is None:
             return
         run = Path(trainer.log_dir)
-        if cfg.get("ckpt_path") or not (run / "rounds.jsonl").exists():
+        self.run_folder.claim(run)
+        if cfg.get("ckpt_path"):
+            record_changes(run, self.resume_changes)
+            for line in describe_changes(self.resume_changes):
+                rank_zero_info(f"Resumed with a changed setting (--allow_config_change): {line}")
+            return
+        if not (run / "rounds.jsonl").exists() and not (run / "checkpoints" / LAST).exists():
             return
         if not cfg.get("overwrite"):
-            what = "a finished" if (run / "finished.json").exists() else "an unfinished"
-            raise RunExistsError(f"{run} already holds {what} experiment: resume it with --ckpt_path last, start a new "
-                                 "run folder (another trainer.logger.init_args.version), or pass --overwrite true")
-        shutil.rmtree(run)  # records, checkpoints, TensorBoard events and projector files: all of the old run
+            finished = (run / "finished.json").exists()
+            what = "a finished experiment:" if finished else "an unfinished experiment: resume it with --ckpt_path last,"
+            raise RunExistsError(f"{run} already holds {what} start a new run folder (another "
+                                 "trainer.logger.init_args.version), or pass --overwrite true to delete it")
+        self.run_folder.clear()  # records, checkpoints, TensorBoard events and projector files: all of the old run
+
+
+def worth_keeping(run: Path) -> bool:
+    """A failed run's folder stays when it holds records or a checkpoint to resume from."""
+    return (run / "rounds.jsonl").exists() or (run / "checkpoints" / LAST).exists()
+
+
+ELSEWHERE = "start this one in another run folder (another trainer.logger.init_args.version)"
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    files = []
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif a.startswith("--config="):
+            files.append(a.split("=", 1)[1])
+    return files
+
+
+def _name_bad_config(message: str, args: Sequence[str]) -> str:
+    """jsonargparse's YAML error names no file: name the ``--config`` file that does not parse."""
+    if "<unicode string>" not in message:
+        return message
+    for path in _config_files(args):
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError:
+            return message.replace('in "<unicode string>"', f"in {path}").replace("<unicode string>", path)
+        except OSError:
+            continue
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -128,35 +182,55 @@ def _one_line(message: str) -> str:
     return f"{key}: {lines[1]}" if len(lines) > 1 else key
 
 
-def guarded(prog: str, args: Sequence[str] | None, build: Callable[[], T]) -> T:
+#: OSError numbers that mean the outputs cannot be written: a full disk or quota, a read-only or forbidden folder
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def guarded(prog: str, args: Sequence[str] | None, build: Callable[[], T], run_folder: RunFolder | None = None,
+            worth_keeping: Callable[[Path], bool] = lambda _: True) -> T:
     """``build()``, with every expected failure turned into one ``<prog>: error: ...`` line on
-    stderr and the exit code of docs/errors.md: an :class:`LPLgradError` (its ``exit_code``: 2,
-    or 3 for a diverged loss) or a command-line error (2). Refuses the trapped options first."""
+    stderr and the exit code of docs/errors.md: an :class:`LPLgradError` (its ``exit_code``), a
+    command-line error (2), or a folder that cannot be written (4). Refuses the trapped options
+    first. ``run_folder``, if ``build`` claimed it, is released, and on any failure abandoned
+    (removed when it was created and holds nothing ``worth_keeping``)."""
     try:
         check_traps(sys.argv[1:] if args is None else args)
-        return build()
-    except LPLgradError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code) from None
-    except ArgumentError as e:  # an unknown option, class or value: one line, not the whole usage
-        print(f"{prog}: error: {_one_line(str(e))} (see --help)", file=sys.stderr)
-        raise SystemExit(2) from None
+        result = build()
+    except BaseException as e:
+        if run_folder is not None:
+            run_folder.abandon(worth_keeping)
+        if isinstance(e, OSError) and not isinstance(e, LPLgradError) and e.errno in WRITE_ERRNOS:
+            e = OutputError(f"{e.filename or 'a file'}: {e.strerror}: the run stopped (free space or permissions?)")
+        if isinstance(e, LPLgradError):
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
+        if isinstance(e, ArgumentError):  # an unknown option, class or value: one line, not the whole usage
+            line = _name_bad_config(_one_line(str(e)), sys.argv[1:] if args is None else args)
+            print(f"{prog}: error: {line} (see --help)", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+    if run_folder is not None:
+        run_folder.release()
+    return result
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
     """Build (and with ``run``, execute) the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests).
 
-    Expected failures (missing data, impossible sizes, an existing run, a diverged loss, a bad
-    option) stop with one line on stderr (:func:`guarded`). Starts by keeping freed memory for
-    reuse (:mod:`lplgrad.allocator`).
+    Expected failures (missing data, impossible sizes, an existing or busy run folder, a bad
+    resume, a diverged loss, a bad option, a full disk) stop with one line on stderr
+    (:func:`guarded`). Starts by keeping freed memory for reuse (:mod:`lplgrad.allocator`).
     """
     keep_freed_memory()
+    folder = RunFolder(ELSEWHERE)
     return guarded("lplgrad", args, lambda: LPLgradCLI(
         ActiveLearner,
         ActiveDataModule,
         args=args,
         run=run,
+        run_folder=folder,
         trainer_defaults={"max_epochs": -1, "num_sanity_val_steps": 0},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in SUBCOMMANDS}},
-    ))
+        parser_kwargs={"prog": "python -m lplgrad", "exit_on_error": False,
+                       **{c: {"exit_on_error": False} for c in SUBCOMMANDS}},
+    ), folder, worth_keeping)

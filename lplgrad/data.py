@@ -6,6 +6,7 @@ dataset with a test split, a random initial set, a budget).
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -19,6 +20,14 @@ from lplgrad.augment import TensorBatches
 from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import ConfigError, DataError
 from lplgrad.split import Split, epoch_permutation, mix_seed
+
+
+def drop_single_last(n: int, batch_size: int) -> bool:
+    """Whether a loader of ``n`` images in batches of ``batch_size`` drops its last batch: only
+    when it would hold a single image, which BatchNorm cannot normalise in training (one value
+    per channel on small maps). The shuffle changes which image waits each epoch, so no
+    labeled image is left out for good."""
+    return n > batch_size and n % batch_size == 1
 
 
 def run_seed(seed: int | None) -> int:
@@ -240,15 +249,22 @@ class ActiveDataModule(PoolData):
         trainer = self.trainer
         epoch = trainer.current_epoch if trainer is not None else 0
         labeled = self.split.labeled
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        per_process = math.ceil(len(labeled) / world)  # a distributed sampler pads every share to this
+        if per_process < 2:
+            raise ConfigError(f"{len(labeled)} labeled images over {world} process(es) leave a training batch of "
+                              "one image, which BatchNorm cannot train on: label at least 2 per process "
+                              "(data.initial_size)")
+        drop_last = drop_single_last(per_process, self.batch_size)
         if self.arrays is not None:  # shuffled by the same permutation as the PIL path
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
             return TensorBatches(self.arrays[0], self.pool.targets, labeled, self.batch_size, self.dataset.mean,
                                  self.dataset.std, train=True, padding=self.dataset.padding, flip=self.dataset.flip,
-                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world, draws=self.draws)
+                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world, draws=self.draws,
+                                 drop_last=drop_last)
         gen = torch.Generator()
         sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
         return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, persistent=True,
-                           sampler=sampler, generator=gen)
+                           sampler=sampler, generator=gen, drop_last=drop_last)
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
         if self.evaluates_on_device:

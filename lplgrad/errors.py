@@ -28,3 +28,18 @@ class TrainingDivergedError(LPLgradError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class RunLockedError(LPLgradError, BlockingIOError):
+    """Another run is writing to the same run folder (or labeling ``--out`` folder)."""
+
+
+class ResumeError(LPLgradError, ValueError):
+    """A resume that cannot go ahead: nothing to resume, an unreadable checkpoint, or a
+    configuration that differs from the run's in what changes training or selection."""
+
+
+class OutputError(LPLgradError, OSError):
+    """The run cannot write its outputs: a read-only folder, a full disk."""
+
+    exit_code = 4

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lplgrad.records import atomic_write
+
 SPRITE_MAX = 8192  # the projector reads sprites up to 8192 x 8192 pixels
 CONFIG = "projector_config.pbtxt"
 
@@ -61,9 +63,7 @@ def write_entries(logdir: Path, entries: list[Any]) -> None:
 
     cfg = ProjectorConfig()
     cfg.embeddings.extend(sorted(entries, key=lambda e: e.tensor_path))
-    tmp = Path(logdir) / f"{CONFIG}.tmp"
-    tmp.write_text(text_format.MessageToString(cfg))
-    tmp.replace(Path(logdir) / CONFIG)
+    atomic_write(Path(logdir) / CONFIG, text_format.MessageToString(cfg))
 
 
 def add_embedding(writer, feats: Tensor, meta: list, imgs: Tensor, step: int, tag: str,

@@ -7,7 +7,7 @@ import pytest
 from lplgrad.cli import cli_main as fit_main
 from lplgrad.errors import ConfigError, DataError, LabelingError, LPLgradError, RunExistsError, TrainingDivergedError
 from lplgrad.label import cli_main as label_main
-from test_labeling import make_shapes, write_labels
+from helpers.shapes import make_shapes, write_labels
 from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]

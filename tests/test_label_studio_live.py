@@ -18,7 +18,7 @@ import pytest
 
 from lplgrad.label import cli_main as label_main
 from lplgrad.labeling.labels import read_rows
-from test_labeling import make_shapes
+from helpers.shapes import make_shapes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

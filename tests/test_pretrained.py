@@ -11,7 +11,7 @@ from lplgrad.cli import cli_main
 from lplgrad.datasets import synthetic
 from lplgrad.label import cli_main as label_main
 from lplgrad.records import read_rounds
-from test_labeling import make_shapes, write_labels
+from helpers.shapes import make_shapes, write_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "configs"

@@ -1,27 +1,25 @@
-"""Crash and resume: SIGKILL a run, resume it with --ckpt_path last, compare with an uninterrupted run."""
+"""Crash and resume: SIGKILL a run at an event it reports (a :class:`helpers.pause.PauseAt`
+marker, never a time), resume it with --ckpt_path last, compare with an uninterrupted run."""
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from helpers.pause import pause_args
+from helpers.runs import ENV, start_and_kill
 from lplgrad.records import read_rounds
 from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 12  # per round
 
 
 def command(save_dir: Path, version: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "lplgrad", *tiny_fit_args(save_dir, "--trainer.logger.init_args.version", version,
-                                                           *extra, query=10, budget=60, epochs=12)]
-
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+                                                           *extra, query=10, budget=60, epochs=EPOCHS)]
 
 
 def run(cmd: list[str]) -> str:
@@ -33,34 +31,14 @@ def run(cmd: list[str]) -> str:
     return log
 
 
-def start_and_kill(cmd: list[str], run_dir: Path, should_kill) -> None:
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if should_kill(run_dir):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def kill_at(cmd: list[str], tmp_path: Path, epoch: int, at: str = "epoch_start", batch: int = 0) -> None:
+    """Run ``cmd`` until the pause at ``epoch`` (:class:`helpers.pause.PauseAt`), then SIGKILL it."""
+    marker = tmp_path / f"paused_{epoch}_{at}"
+    start_and_kill(cmd + pause_args(marker, epoch, at, batch), marker)
 
 
 def rounds(run_dir: Path) -> list[dict]:
     return read_rounds(run_dir / "rounds.jsonl")
-
-
-def after_round_checkpoint(k: int):
-    def ready(run_dir: Path) -> bool:
-        r, ckpt = run_dir / "rounds.jsonl", run_dir / "checkpoints" / "last.ckpt"
-        try:
-            return len(rounds(run_dir)) >= k + 1 and ckpt.stat().st_mtime_ns > r.stat().st_mtime_ns
-        except (OSError, ValueError):
-            return False
-    return ready
 
 
 def check_complete(run_dir: Path) -> list[dict]:
@@ -80,7 +58,8 @@ def test_kill_after_round_checkpoint_then_resume_matches_uninterrupted(tmp_path)
     run(command(tmp_path, "reference"))
     ref = check_complete(tmp_path / "digits" / "reference")
     cmd = command(tmp_path, "crashed")
-    start_and_kill(cmd, tmp_path / "digits" / "crashed", after_round_checkpoint(1))
+    kill_at(cmd, tmp_path, 2 * EPOCHS)  # round 1 ended and was saved; round 2 not started
+    assert len(rounds(tmp_path / "digits" / "crashed")) == 2
     run(cmd + ["--ckpt_path", "last"])
     got = check_complete(tmp_path / "digits" / "crashed")
     assert [r["queried"] for r in got] == [r["queried"] for r in ref]
@@ -96,15 +75,7 @@ def test_kill_between_two_checkpoints_then_resume_matches_uninterrupted(tmp_path
     ref = check_complete(tmp_path / "digits" / "reference")
     cmd = command(tmp_path, "crashed")
     run_dir = tmp_path / "digits" / "crashed"
-    seen: list[float] = []
-
-    def into_round_2(d: Path) -> bool:
-        if not after_round_checkpoint(1)(d):
-            return False
-        seen.append(time.monotonic()) if not seen else None
-        return time.monotonic() - seen[0] > 0.5  # several epochs of round 2, none of them saved
-
-    start_and_kill(cmd, run_dir, into_round_2)
+    kill_at(cmd, tmp_path, 2 * EPOCHS + 5)  # 5 epochs into round 2, none of them saved
     assert len(rounds(run_dir)) == 2  # killed inside round 2, after round 1's checkpoint
     run(cmd + ["--ckpt_path", "last"])
     got = check_complete(run_dir)
@@ -118,43 +89,27 @@ def test_mid_round_checkpoint_resume_matches_uninterrupted(tmp_path):
     ref = check_complete(tmp_path / "digits" / "reference")
     cmd = command(tmp_path, "crashed", "--checkpoint.every_minutes", "0")
     run_dir = tmp_path / "digits" / "crashed"
-
-    def mid_round_1(d: Path) -> bool:
-        ckpt = d / "checkpoints" / "last.ckpt"
-        try:
-            return len(rounds(d)) == 2 and ckpt.stat().st_mtime_ns > (d / "rounds.jsonl").stat().st_mtime_ns + 50_000_000
-        except (OSError, ValueError):
-            return False
-
-    start_and_kill(cmd, run_dir, mid_round_1)
+    kill_at(cmd, tmp_path, EPOCHS + 6)  # round 1's sixth epoch was saved
+    assert len(rounds(run_dir)) == 1
     run(cmd + ["--ckpt_path", "last"])
     got = check_complete(run_dir)
     assert [r["queried"] for r in got] == [r["queried"] for r in ref]
     assert [r["test_acc"] for r in got] == [r["test_acc"] for r in ref]
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.6])
-def test_kill_at_any_moment_then_resume_keeps_every_round_once(tmp_path, delay):
-    """Killed mid-epoch or mid-query (whatever the moment after start-up), resume finishes cleanly."""
+@pytest.mark.parametrize("at", ["batch_end", "query"])
+def test_kill_mid_epoch_or_mid_query_then_resume_keeps_every_round_once(tmp_path, at):
+    """Killed inside an epoch or inside a query, the resume finishes cleanly."""
     cmd = command(tmp_path, "crashed", "--loop.epochs_per_round", "40")
-    run_dir = tmp_path / "digits" / "crashed"
-    t0 = []
-
-    def after_delay(d: Path) -> bool:
-        if not (d / "checkpoints" / "last.ckpt").exists():
-            return False  # before the first checkpoint there is nothing to resume: a fresh start
-        t0.append(time.monotonic()) if not t0 else None
-        return time.monotonic() - t0[0] >= delay
-
-    start_and_kill(cmd, run_dir, after_delay)
+    kill_at(cmd, tmp_path, 40 + 7 if at == "batch_end" else 2 * 40 - 1, at)
     run(cmd + ["--ckpt_path", "last"])
-    check_complete(run_dir)
+    check_complete(tmp_path / "digits" / "crashed")
 
 
 def test_ckpt_path_last_finds_the_unfinished_run(tmp_path):
     """Without a version, --ckpt_path last resumes the newest unfinished run folder."""
     base = [a for a in command(tmp_path, "x") if a not in ("--trainer.logger.init_args.version", "x")]
-    start_and_kill(base, tmp_path / "digits" / "version_0", after_round_checkpoint(0))
+    kill_at(base, tmp_path, EPOCHS)
     run(base + ["--ckpt_path", "last"])
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["version_0"]
     check_complete(tmp_path / "digits" / "version_0")

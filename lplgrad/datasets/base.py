@@ -127,3 +127,15 @@ def stratified_split(targets: Tensor, test_fraction: float, seed: int) -> tuple[
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+#: images with more pixels than this (after a JPEG's reduced-scale decoding) are not decoded
+MAX_PIXELS = 40_000_000
+
+
+def check_pixels(img: Image.Image, max_pixels: int | None) -> None:
+    """Refuse, before decoding, an image larger than ``max_pixels``: a small file can hold a huge
+    image (a 17 KB 1-bit PNG of 12000 x 12000 pixels decodes to 0.4 GB as RGB)."""
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ValueError(f"{w}x{h} pixels, more than data.max_pixels ({max_pixels:,}): not decoded")

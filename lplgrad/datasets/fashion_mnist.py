@@ -93,6 +93,7 @@ class FashionMNIST(ImageDataset):
     def _missing(self, why: str) -> str:
         return (
             f"Fashion-MNIST {why} under {self.root} or {DEBIAN_DIR}: install it with "
-            "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or run once with internet "
-            f"and data.dataset.init_args.download=true, or put the four *-ubyte(.gz) files in {self.root}"
+            "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or run once with internet"
+            + ("" if self.download else " and data.dataset.init_args.download=true")
+            + f", or put the four *-ubyte(.gz) files in {self.root}"
         )

@@ -7,13 +7,14 @@ import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+from lplgrad.datasets.base import MAX_PIXELS, DatasetNotFoundError, ImageDataset, Images, check_pixels
 from lplgrad.errors import DataError
 
 
-def _readable(path: Path) -> bool:
+def _readable(path: Path, max_pixels: int | None) -> bool:
     try:
         with Image.open(path) as img:
+            check_pixels(img, max_pixels)
             img.verify()
         return True
     except Exception:
@@ -28,7 +29,9 @@ class ImageFolder(ImageDataset):
     """``root/<train_dir>/<class>/*.png`` is the pool, ``root/<test_dir>/<class>/*`` the test set.
 
     Images are resized to ``image_size`` (the Comprehensive Disaster Dataset is 32x32, 6 classes).
-    ``num_classes`` is the number of class folders in the train split.
+    ``num_classes`` is the number of class folders in the train split. ``verify`` checks every
+    image before the run starts; images of more than ``max_pixels`` pixels are refused, never
+    decoded (None: no limit).
     """
 
     resize = True
@@ -44,8 +47,10 @@ class ImageFolder(ImageDataset):
         std: tuple[float, ...] | None = None,
         flip: bool = True,
         verify: bool = True,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         self.root, self.train_dir, self.test_dir, self.verify = root, train_dir, test_dir, verify
+        self.max_pixels = max_pixels
         self.image_size, self.padding, self.flip = image_size, max(1, image_size // 8), flip
         self.in_channels = 1 if grayscale else 3
         self.mean = tuple(mean) if mean else (0.5,) * self.in_channels
@@ -83,15 +88,20 @@ class ImageFolder(ImageDataset):
         if not files:
             raise DatasetNotFoundError(f"{split} holds no images ({', '.join(IMG_EXTENSIONS)})")
         if self.verify:
-            bad = [f for f in files if not _readable(f)]
+            bad = [f for f in files if not _readable(f, self.max_pixels)]
             if bad:
                 shown = ", ".join(str(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-                raise DataError(f"{len(bad)} unreadable or corrupt image(s) in {split}: {shown} "
+                raise DataError(f"{len(bad)} unreadable or corrupt image(s) (or larger than "
+                                f"data.dataset.init_args.max_pixels) in {split}: {shown} "
                                 "(remove or replace them, or set data.dataset.init_args.verify false to skip this check)")
         mode = "L" if self.in_channels == 1 else "RGB"
 
         def image(i: int) -> Image.Image:
             with Image.open(files[i]) as img:
+                try:
+                    check_pixels(img, self.max_pixels)
+                except ValueError as e:
+                    raise DataError(f"{files[i]}: {e}") from None
                 return img.convert(mode)
 
         ds = Images(image, torch.tensor(labels), mode)

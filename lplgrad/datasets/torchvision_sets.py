@@ -24,6 +24,14 @@ def _open(make: Callable[[], Dataset], name: str, root: str, how: str) -> Datase
         raise DatasetNotFoundError(f"{name} not found under {root} and not downloadable here ({e}): {how}") from e
 
 
+def _how(download: bool, put: str) -> str:
+    """How to get a missing dataset: ``put`` it in place, or let torchvision download it online
+    (``download`` already true: only the network was missing)."""
+    fetch = ("run where the internet is reachable (download is already true)" if download
+             else "set download: true on a machine with internet")
+    return f"{fetch}, or {put}"
+
+
 def _wrap(ds: Dataset, targets, mode: str, array: torch.Tensor | None = None) -> Images:
     return Images(lambda i: ds[i][0], torch.as_tensor(targets), mode, array)
 
@@ -39,7 +47,7 @@ class CIFAR10(ImageDataset):
         self.root, self.download = root, download
 
     def load(self, train: bool) -> Images:
-        how = f"set download: true on a machine with internet, or extract {self._url} so that {self.root}/{self._folder} exists"
+        how = _how(self.download, f"extract {self._url} so that {self.root}/{self._folder} exists")
         ds = _open(lambda: self._tv(self.root, train=train, download=self.download), self._name, self.root, how)
         self._classes = list(ds.classes)
         return _wrap(ds, ds.targets, "RGB", torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous())  # (N, 3, 32, 32)
@@ -70,8 +78,7 @@ class SVHN(ImageDataset):
 
     def load(self, train: bool) -> Images:
         split = "train" if train else "test"
-        how = (f"set download: true on a machine with internet, or put {split}_32x32.mat from "
-               f"http://ufldl.stanford.edu/housenumbers/ in {self.root}")
+        how = _how(self.download, f"put {split}_32x32.mat from http://ufldl.stanford.edu/housenumbers/ in {self.root}")
         ds = _open(lambda: tvd.SVHN(self.root, split=split, download=self.download), "SVHN", self.root, how)
         return _wrap(ds, ds.labels, "RGB", torch.from_numpy(ds.data))  # (N, 3, 32, 32)
 
@@ -100,8 +107,8 @@ class Caltech101(ImageDataset):
         self.test_fraction, self.split_seed = test_fraction, split_seed
 
     def load(self, train: bool) -> Images:
-        how = ("set download: true on a machine with internet, or extract caltech-101 so that "
-               f"{self.root}/caltech101/101_ObjectCategories/<class>/*.jpg exists")
+        how = _how(self.download, "extract caltech-101 so that "
+                   f"{self.root}/caltech101/101_ObjectCategories/<class>/*.jpg exists")
         ds = _open(lambda: tvd.Caltech101(self.root, target_type="category", download=self.download),
                    "Caltech-101", self.root, how)
         self._classes = list(ds.categories)

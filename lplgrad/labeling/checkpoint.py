@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +20,7 @@ from torch import nn
 from lplgrad.labeling.labels import LabelingError
 
 ROUND_DIR = re.compile(r"^round_(\d{3,})$")
+PARTIAL = re.compile(r"^\.round_(\d{3,})\.partial$")
 CHECKPOINT = "model.ckpt"
 
 
@@ -26,6 +30,33 @@ def round_dirs(out: Path) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := ROUND_DIR.match(p.name))]
     return sorted(found)
+
+
+@contextmanager
+def staged_round(rdir: Path) -> Iterator[Path]:
+    """A hidden staging folder beside ``rdir`` to write the round into; renamed to ``rdir`` when
+    the block ends without error, removed when it raises. A run killed in between leaves the
+    staging folder, which :func:`remove_partial_rounds` clears and the next run redoes."""
+    stage = rdir.with_name(f".{rdir.name}.partial")
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        os.rename(stage, rdir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def remove_partial_rounds(out: Path) -> list[Path]:
+    """Remove the staging folders of rounds that were never finished; returns them."""
+    if not out.is_dir():
+        return []
+    found = sorted(p for p in out.iterdir() if p.is_dir() and PARTIAL.match(p.name))
+    for p in found:
+        shutil.rmtree(p)
+    return found
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -47,8 +78,12 @@ def save_checkpoint(path: Path, learner: nn.Module, classes: list[str], round_: 
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _head_keys(learner: nn.Module) -> tuple[str, str] | None:

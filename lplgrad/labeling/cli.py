@@ -21,12 +21,12 @@ from lplgrad.allocator import keep_freed_memory
 from lplgrad.cli import BaseCLI, guarded
 from lplgrad.errors import LabelingError
 from lplgrad.labeling import report
-from lplgrad.labeling.checkpoint import round_dirs
+from lplgrad.labeling.checkpoint import remove_partial_rounds, round_dirs, staged_round
 
 SCAN_CACHE = "scan_cache.json"
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix, merge_labels
-from lplgrad.labeling.labels import parse_classes, read_rows
+from lplgrad.labeling.labels import check_labels_file, parse_classes, read_rows
 from lplgrad.labeling.live import LiveProject, LiveSyncOptions, connect
 from lplgrad.labeling.outputs import config_text, round_tasks, write_round
 from lplgrad.labeling.stop import StopOptions, stop_signal, write_stop_files
@@ -34,6 +34,7 @@ from lplgrad.labeling.propose import Proposal, predict, propose
 from lplgrad.labeling.report import say
 from lplgrad.labeling.train import Training, starting_checkpoint, train
 from lplgrad.module import ActiveLearner
+from lplgrad.runfolder import RunFolder
 
 
 class EpochInRound(Callback):
@@ -55,6 +56,13 @@ class EpochInRound(Callback):
 
 
 class LabelCLI(BaseCLI):
+    """The labeling app's options; ``--out`` is claimed (:class:`RunFolder`) before anything is
+    built, so that a second run on the same folder stops before it writes."""
+
+    def __init__(self, *args: Any, run_folder: RunFolder, **kwargs: Any) -> None:
+        self.run_folder = run_folder
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--images", type=str, required=True,
@@ -96,6 +104,10 @@ class LabelCLI(BaseCLI):
         if out == images or images in out.parents:
             raise LabelingError(f"--out {cfg.out} is inside the image folder {cfg.images}: choose a folder "
                                 f"outside it (the image folder is never written to)")
+        check_labels_file(cfg.labels)
+        self.run_folder.claim(out)
+        for half in remove_partial_rounds(out):
+            say(f"Removed {half}: a round that an earlier run did not finish writing (it is redone now)")
         prefix = cfg.url_prefix if cfg.url_prefix is not None else local_files_prefix(Path(cfg.images))
         self.live = None
         if cfg.label_studio.url:
@@ -164,10 +176,12 @@ def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
     learner.cpu()
     task_list = round_tasks(rdir, round_, dm, training, proposal, cfg.url_prefix)
     pushed = cli.live[0].push(task_list, cli.live[1]) if cli.live else None  # before any file of the round
-    summary = write_round(rdir, round_, dm, learner, training, proposal, task_list, cfg.url_prefix, config_text(cli),
-                          trainer.max_epochs, query_seconds, args, stop.fields if stop else {})
-    if stop:
-        write_stop_files(out, rdir, stop)
+    with staged_round(rdir) as stage:  # the round folder appears whole, or not at all
+        summary = write_round(rdir, round_, dm, learner, training, proposal, task_list, cfg.url_prefix,
+                              config_text(cli), trainer.max_epochs, query_seconds, args, stop.fields if stop else {},
+                              stage=stage)
+        if stop:
+            write_stop_files(out, stage, stop)
     resume_hint = summary["checkpoint"] is not None and not cfg.resume
     report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, resume_hint,
                     live=cli.live is not None)
@@ -191,6 +205,7 @@ def cli_main(args: list[str] | None = None) -> dict[str, Any]:
             LabelFolderData,
             args=args,
             run=False,
+            run_folder=folder,
             save_config_callback=None,
             trainer_defaults={"max_epochs": 40, "num_sanity_val_steps": 0, "logger": False,
                               "enable_checkpointing": False, "callbacks": [EpochInRound()]},
@@ -199,4 +214,5 @@ def cli_main(args: list[str] | None = None) -> dict[str, Any]:
         )
         return run_round(cli, args)
 
-    return guarded("lplgrad.label", args, build_and_run)
+    folder = RunFolder("choose another --out folder")
+    return guarded("lplgrad.label", args, build_and_run, folder, lambda out: bool(round_dirs(out)))

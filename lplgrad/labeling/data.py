@@ -12,10 +12,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from lplgrad.data import PoolData, run_seed
+from lplgrad.data import PoolData, drop_single_last, run_seed
 from lplgrad.datasets import Images
 from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
-from lplgrad.labeling.scan import open_image, scan_folder
+from lplgrad.labeling.scan import MAX_PIXELS, open_image, scan_folder
 from lplgrad.split import Split
 from lplgrad.transforms import eval_transform, train_transform
 
@@ -43,6 +43,8 @@ class LabelFolderData(PoolData):
         scan_cache: a file (outside ``root``) remembering which images decode, by path, size
             and modification time: a later run decodes only new or changed files. The labeling
             CLI keeps it in its output folder.
+        max_pixels: images with more pixels (after a JPEG's reduced-scale decoding) are skipped
+            and listed, never decoded (None: no limit).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class LabelFolderData(PoolData):
         num_workers: int = 0,
         seed: int | None = None,
         scan_cache: str | None = None,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         for name, v in (("image_size", image_size), ("query_size", query_size), ("batch_size", batch_size),
                         ("eval_batch_size", eval_batch_size), ("min_labels", min_labels)):
@@ -82,12 +85,12 @@ class LabelFolderData(PoolData):
         self.flip = flip
         self.padding = max(1, image_size // 8) if padding is None else padding
         self.query_size, self.subset_size, self.min_labels = query_size, subset_size, min_labels
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.max_pixels = batch_size, seed, max_pixels
         self.given_classes = parse_classes(classes)
         if self.given_classes is not None and len(self.given_classes) < 2:
             raise LabelingError(f"the class list names {len(self.given_classes)} class: a classifier needs at least 2")
         try:
-            self.scan = scan_folder(self.root, self.mode, image_size, cache=scan_cache)
+            self.scan = scan_folder(self.root, self.mode, image_size, cache=scan_cache, max_pixels=max_pixels)
         except FileNotFoundError as e:
             raise LabelingError(str(e)) from None
         self.labels = read_labels(self.labels_path, self.root, self.scan.files,
@@ -132,7 +135,7 @@ class LabelFolderData(PoolData):
     def _image(self, i: int):
         path = self.root / self.files[i]
         try:
-            return open_image(path, self.mode, self.image_size)
+            return open_image(path, self.mode, self.image_size, self.max_pixels)
         except Exception as e:  # noqa: BLE001
             raise LabelingError(f"{path} could be read when the folder was scanned but not now: {e}") from e
 
@@ -144,9 +147,8 @@ class LabelFolderData(PoolData):
 
     def train_dataloader(self) -> DataLoader:
         idx = self.split.labeled.tolist()
-        # a last batch of one image would leave BatchNorm a single value per channel on small maps
-        drop_last = len(idx) > self.batch_size and len(idx) % self.batch_size == 1
-        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True, drop_last=drop_last,
+        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True,
+                           drop_last=drop_single_last(len(idx), self.batch_size),
                            persistent=True)
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:

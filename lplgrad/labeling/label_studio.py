@@ -13,6 +13,7 @@ columns, or, with live sync (:mod:`lplgrad.labeling.live`), from the server's ta
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import quoteattr
 
-from lplgrad.labeling.labels import LabelingError, append_labels, normalise_path, read_rows
+from lplgrad.labeling.labels import LabelingError, append_labels, normalise_path, read_rows, text_of
 
 
 def local_files_prefix(images: Path) -> str:
@@ -75,13 +76,34 @@ def _path_of(data: dict[str, Any], prefix: str | None) -> str | None:
     return None
 
 
-def _choice(result: list[dict[str, Any]], choices_name: str | None) -> str | None:
-    for item in result:
+class ExportShapeError(LabelingError):
+    """A Label Studio export (or a server's task) that is not shaped as Label Studio writes them."""
+
+
+def _expect(value: Any, kind: type, where: str, what: str) -> Any:
+    if not isinstance(value, kind):
+        name = {dict: "an object", list: "a list", str: "a string"}[kind]
+        raise ExportShapeError(f"{where}: {what} is {type(value).__name__} {value!r:.40}, not {name}: "
+                               "not a Label Studio export (JSON, JSON-MIN or CSV)?")
+    return value
+
+
+def _first_choice(values: Any, where: str) -> str | None:
+    """A ``choices`` value: a list of class names (the first is used), or a single name."""
+    if isinstance(values, str):
+        return values or None
+    values = _expect(values or [], list, where, "'choices'")
+    return str(values[0]) if values else None
+
+
+def _choice(result: Any, choices_name: str | None, where: str) -> str | None:
+    for item in _expect(result, list, where, "an annotation's 'result'"):
+        item = _expect(item, dict, where, "a result")
         if item.get("type") != "choices" or (choices_name and item.get("from_name") not in (choices_name, None)):
             continue
-        values = item.get("value", {}).get("choices") or []
-        if values:
-            return str(values[0])
+        label = _first_choice(_expect(item.get("value", {}), dict, where, "a result's 'value'").get("choices"), where)
+        if label:
+            return label
     return None
 
 
@@ -97,18 +119,19 @@ def labels_from_tasks(items: list[Any], prefix: str | None = None,
             continue
         where = f"task {task.get('id', n)}"
         if "data" in task:  # a full task
-            p = _path_of(task["data"], prefix)
+            p = _path_of(_expect(task["data"], dict, where, "'data'"), prefix)
             label = None
-            for ann in reversed(task.get("annotations") or []):
+            for ann in reversed(_expect(task.get("annotations") or [], list, where, "'annotations'")):
+                ann = _expect(ann, dict, where, "an annotation")
                 if not ann.get("was_cancelled"):
-                    label = _choice(ann.get("result") or [], choices_name)
+                    label = _choice(ann.get("result") or [], choices_name, where)
                     if label is not None:
                         break
         else:  # JSON-MIN: data fields and the choice (by its name) side by side
             p = _path_of(task, prefix)
             value = task.get(choices_name)
             if isinstance(value, dict):  # several choices: {"choices": [...]}
-                value = (value.get("choices") or [None])[0]
+                value = _first_choice(value.get("choices"), where)
             label = value if isinstance(value, str) else None
         if p is None:
             notes.append(f"{where}: no 'path' in its data (not made by python -m lplgrad.label?)")
@@ -127,9 +150,10 @@ def read_export(
     path = Path(path)
     if not path.is_file():
         raise LabelingError(f"Label Studio export {path} does not exist")
+    text = text_of(path, "the Label Studio export")
     if path.suffix.lower() == ".csv":
         pairs, notes = [], []
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames or choices_name not in reader.fieldnames:
                 raise LabelingError(f"{path}: a CSV export needs the columns 'path' and {choices_name!r}")
@@ -141,7 +165,7 @@ def read_export(
                     notes.append(f"{p}: no label (line {reader.line_num})")
         return pairs, notes
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = json.loads(text)
     except json.JSONDecodeError as e:
         raise LabelingError(f"{path} is not JSON: {e}") from None
     if not isinstance(items, list):
@@ -175,7 +199,7 @@ def check_outside(labels_csv: str | Path, root: str | Path, option: str) -> None
 def merge_labels(pairs: list[tuple[str, str]], notes: list[str], labels_csv: str | Path, root: str | Path) -> Imported:
     """Append ``pairs`` to the labels CSV: rows it already has (same path, same label) are not
     repeated, so merging the same labels again appends nothing; a changed label is appended (the
-    later row wins)."""
+    later row wins); a path outside the image folder is left out with a note."""
     root, labels_csv = Path(root), Path(labels_csv)
     current: dict[str, str] = {}  # the label each path has now (the later row wins)
     if labels_csv.is_file():
@@ -183,16 +207,18 @@ def merge_labels(pairs: list[tuple[str, str]], notes: list[str], labels_csv: str
             p = normalise_path(raw, root)
             if p and label:
                 current[p] = label
-    new, changed = [], []
+    new, changed, notes = [], [], list(notes)
     for p, label in pairs:
         key = normalise_path(p, root)
-        if key is None or current.get(key) != label:
-            new.append((p, label))
-            if key is not None and key in current:
+        if key is None:
+            notes.append(f"{p}: not inside the image folder {root}: left out")
+            continue
+        if current.get(key) != label:
+            new.append((key, label))
+            if key in current:
                 changed.append(f"{key}: {current[key]!r} in {labels_csv}, {label!r} in the export: "
                                f"the export's row is appended and wins")
-            if key is not None:
-                current[key] = label
+            current[key] = label
     if new:
         append_labels(labels_csv, new)
     return Imported(len(pairs), len(new), notes, changed)

@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from lplgrad.errors import LabelingError
 from lplgrad.records import atomic_write
 
-__all__ = ["LabelingError", "Labels", "Problem", "append_labels", "normalise_path", "parse_classes", "read_labels",
-           "read_rows"]
+__all__ = ["LabelingError", "Labels", "Problem", "append_labels", "check_labels_file", "normalise_path", "parse_classes",
+           "read_labels", "read_rows", "text_of"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> list[str] |
     if isinstance(spec, str):
         p = Path(spec)
         if "," not in spec and p.is_file():
-            names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+            names = [ln.strip() for ln in text_of(p, "the class list").splitlines()]
         else:
             names = [s.strip() for s in spec.split(",")]
     else:
@@ -63,8 +63,35 @@ def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> list[str] |
     return names
 
 
+def check_labels_file(path: str | Path | None) -> None:
+    """``--labels`` must name a file (which may not exist yet), not a folder."""
+    if path is not None and Path(path).is_dir():
+        raise LabelingError(f"--labels {path} is a folder: name the labels CSV file (for example {Path(path) / 'labels.csv'})")
+
+
+def text_of(path: str | Path, what: str) -> str:
+    """A text file's content as UTF-8 (a leading BOM dropped), or one line saying it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = Path(path).read_bytes()[: e.start].count(b"\n") + 1
+        raise LabelingError(f"{path} ({what}) is not UTF-8 text (line {line}, byte {e.start}): save it as UTF-8 "
+                            "(in a spreadsheet: CSV UTF-8)") from None
+
+
+def _verbatim(raw: str, root: Path) -> bool:
+    """Whether ``raw`` names a file of ``root`` exactly as written: a name with a leading space or
+    a backslash is such a name on POSIX, and must not be stripped or read as a Windows path."""
+    parts = raw.split("/")
+    return bool(raw) and not raw.startswith("/") and not {"", ".", ".."} & set(parts) and (root / raw).is_file()
+
+
 def normalise_path(raw: str, root: Path) -> str | None:
-    """A path as written in the CSV -> the '/'-separated path relative to ``root``; None if outside it."""
+    """A path as written in the CSV -> the '/'-separated path relative to ``root``; None if outside
+    it. A path naming a file exactly as written is kept as it is; otherwise surrounding spaces are
+    dropped and backslashes read as separators (a CSV written on Windows)."""
+    if _verbatim(raw, Path(root)):
+        return raw
     raw = raw.strip().replace("\\", "/")
     p = PurePosixPath(raw)
     if p.is_absolute():
@@ -86,11 +113,11 @@ def _header(row: list[str]) -> dict[str, int] | None:
 
 
 def read_rows(csv_path: str | Path) -> list[tuple[int, str, str]]:
-    """The data rows of a labels CSV as (line number, path, label), fields stripped, blank lines
-    left out. The first non-blank line must be a header naming ``path`` and ``label`` (any case,
+    """The data rows of a labels CSV as (line number, path as written, label stripped), blank
+    lines left out. The first non-blank line must be a header naming ``path`` and ``label`` (any case,
     any order, other columns ignored)."""
     rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(text_of(csv_path, "the labels CSV"), newline="") as f:
         reader = csv.reader(f)
         cols = None
         for row in reader:
@@ -104,8 +131,9 @@ def read_rows(csv_path: str | Path) -> list[tuple[int, str, str]]:
                         f"columns 'path' and 'label' (found {','.join(row)!r})"
                     )
                 continue
-            field = [row[cols[k]].strip() if cols[k] < len(row) else "" for k in ("path", "label")]
-            rows.append((reader.line_num, field[0], field[1]))
+            field = [row[cols[k]] if cols[k] < len(row) else "" for k in ("path", "label")]
+            path = field[0] if field[0].strip() else ""  # kept as written: normalise_path decides
+            rows.append((reader.line_num, path, field[1].strip()))
     return rows
 
 
@@ -123,6 +151,7 @@ def read_labels(
     class is reported as a duplicate; with two different classes the later row wins (append a
     row to correct a label) and both lines are reported.
     """
+    check_labels_file(csv_path)
     labels = Labels(Path(csv_path) if csv_path else None)
     if csv_path is None or not Path(csv_path).is_file():
         return labels
@@ -171,7 +200,7 @@ def read_labels(
 def append_labels(csv_path: str | Path, rows: list[tuple[str, str]]) -> None:
     """Append ``(path, label)`` rows to a labels CSV (created with its header if missing), atomically."""
     csv_path = Path(csv_path)
-    old = csv_path.read_text(encoding="utf-8-sig") if csv_path.is_file() else ""
+    old = text_of(csv_path, "the labels CSV") if csv_path.is_file() else ""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if not old.strip():

@@ -29,21 +29,24 @@ def round_tasks(rdir: Path, round_: int, dm: LabelFolderData, training: Training
 
 def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLearner, training: Training,
                 proposal: Proposal, task_list: list[dict[str, Any]], url_prefix: str | None, config_yaml: str | None,
-                epochs: int, query_seconds: float, args: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
-    """Write every file of the round; returns the summary written to ``proposal.json``."""
+                epochs: int, query_seconds: float, args: list[str] | None, extra: dict[str, Any],
+                stage: Path | None = None) -> dict[str, Any]:
+    """Write every file of the round into ``stage`` (default: ``rdir`` itself), naming them by
+    their place in ``rdir``; returns the summary written to ``proposal.json``."""
+    stage = rdir if stage is None else stage
     rows = proposal.rows(dm.files)
     uses_network = training.mode == "trained" or training.strategy.needs_images
     ckpt = rdir / CHECKPOINT if uses_network else None
     if ckpt is not None:
-        save_checkpoint(ckpt, learner, dm.classes, round_, [dm.files[i] for i in dm.split.labeled.tolist()],
+        save_checkpoint(stage / CHECKPOINT, learner, dm.classes, round_, [dm.files[i] for i in dm.split.labeled.tolist()],
                         trained=training.mode == "trained" or training.resumed is not None)
     prefix = url_prefix_for(dm, url_prefix)
-    write_to_label(rdir / "to_label.csv", rows)
-    write_json(rdir / "label_studio.json", task_list)
+    write_to_label(stage / "to_label.csv", rows)
+    write_json(stage / "label_studio.json", task_list)
     if dm.classes:
-        (rdir / "label_studio_config.xml").write_text(labeling_config(dm.classes))
+        (stage / "label_studio_config.xml").write_text(labeling_config(dm.classes))
     if config_yaml is not None:
-        (rdir / "config.yaml").write_text(config_yaml)
+        (stage / "config.yaml").write_text(config_yaml)
     summary = {
         "round": round_,
         "mode": training.mode,
@@ -72,7 +75,7 @@ def write_round(rdir: Path, round_: int, dm: LabelFolderData, learner: ActiveLea
         "command": list(sys.argv[1:] if args is None else args),
         **extra,
     }
-    write_json(rdir / "proposal.json", summary)
+    write_json(stage / "proposal.json", summary)
     return summary
 
 

@@ -32,7 +32,7 @@ def inputs(dm: LabelFolderData) -> None:
     listed(scan.skipped)
     if labels.source is None:
         say("Labels: none given (--labels)")
-    elif not labels.source.is_file():
+    elif not labels.source.exists():
         say(f"Labels: {labels.source} does not exist yet: no labels")
     else:
         counts = ", ".join(f"{c} {n}" for c, n in dm.class_counts().items())

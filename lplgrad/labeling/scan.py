@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lplgrad.datasets.base import MAX_PIXELS, check_pixels
 from lplgrad.records import atomic_write
 
 from PIL import Image
@@ -38,12 +39,14 @@ class FolderScan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def open_image(path: str | Path, mode: str, size: int | None = None) -> Image.Image:
+def open_image(path: str | Path, mode: str, size: int | None = None, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """Decode an image fully in ``mode`` ("RGB" or "L"); JPEGs are decoded at a reduced scale
-    no smaller than ``size`` (PIL's draft mode), which is all a ``size`` x ``size`` network needs."""
+    no smaller than ``size`` (PIL's draft mode), which is all a ``size`` x ``size`` network needs.
+    Larger than ``max_pixels`` at that scale: ``ValueError``, nothing decoded."""
     with Image.open(path) as img:
         if size is not None:
             img.draft(mode, (size, size))
+        check_pixels(img, max_pixels)
         img.load()
         return img.convert(mode)
 
@@ -68,7 +71,7 @@ def _load_cache(cache: Path | None, key: dict) -> dict[str, list]:
 
 
 def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, check: bool = True,
-                cache: str | Path | None = None) -> FolderScan:
+                cache: str | Path | None = None, max_pixels: int | None = MAX_PIXELS) -> FolderScan:
     """Every image file under ``root`` (any depth; hidden files and folders ignored; symbolic links
     to folders not followed), each decoded once when ``check`` so that broken ones are listed
     in ``skipped`` instead of failing a run later. With ``cache`` (a file outside ``root``), a
@@ -77,7 +80,8 @@ def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, ch
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     cache = Path(cache) if cache is not None else None
-    key = {"version": CACHE_VERSION, "root": str(root.resolve()), "mode": mode, "size": size, "check": check}
+    key = {"version": CACHE_VERSION, "root": str(root.resolve()), "mode": mode, "size": size, "check": check,
+           "max_pixels": max_pixels}
     known, seen = _load_cache(cache, key), {}
     scan = FolderScan(root)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -90,7 +94,7 @@ def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, ch
             st = full.stat()
             entry = known.get(rel)
             if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
-                entry = [st.st_size, st.st_mtime_ns, _decode_problem(full, mode, size) if check else None]
+                entry = [st.st_size, st.st_mtime_ns, _decode_problem(full, mode, size, max_pixels) if check else None]
             seen[rel] = entry
             if entry[2] is not None:
                 scan.skipped.append(Skipped(rel, entry[2]))
@@ -102,10 +106,10 @@ def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, ch
     return scan
 
 
-def _decode_problem(path: Path, mode: str, size: int | None) -> str | None:
+def _decode_problem(path: Path, mode: str, size: int | None, max_pixels: int | None) -> str | None:
     """Why the image cannot be decoded, or None when it can."""
     try:
-        open_image(path, mode, size)
+        open_image(path, mode, size, max_pixels)
     except Exception as e:  # noqa: BLE001 - any decoding failure means: skip this file
         return _why(e)
     return None

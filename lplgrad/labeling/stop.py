@@ -55,39 +55,54 @@ def _stop_paths(out: Path, dm: LabelFolderData, size: int) -> tuple[list[str], b
     return [dm.files[i] for i in rows.tolist()], True
 
 
-def _previous(out: Path, before: int) -> tuple[dict[str, str] | None, list[float | None]]:
-    """The latest earlier round's stop-set predictions, and the kappas of the earlier rounds."""
-    previous, kappas = None, []
+def _trained_rounds(out: Path, before: int) -> list[tuple[int, Path]]:
+    """(labeled-set size, predictions file) of each earlier trained round, in round order."""
+    found = []
     for r, d in round_dirs(out):
         if r >= before:
             break
-        if (d / PREDICTIONS).is_file():
-            previous = json.loads((d / PREDICTIONS).read_text())
-            summary = d / "proposal.json"
-            k = json.loads(summary.read_text()).get("stop_kappa") if summary.is_file() else None
-            if k is not None:
-                kappas.append(k)
-    return previous, kappas
+        summary = d / "proposal.json"
+        if (d / PREDICTIONS).is_file() and summary.is_file():
+            found.append((int(json.loads(summary.read_text())["labeled"]), d / PREDICTIONS))
+    return found
+
+
+def label_chain(rounds: list[tuple[int, Any]], now: tuple[int, Any]) -> list[Any]:
+    """The predictions the signal compares, one per labeled-set size: a rerun that added no
+    label since the round before stands in for that round (the later run wins), so it never
+    counts as a stable round of its own."""
+    chain: list[tuple[int, Any]] = []
+    for entry in [*rounds, now]:
+        if chain and chain[-1][0] == entry[0]:
+            chain[-1] = entry
+        else:
+            chain.append(entry)
+    return [preds for _, preds in chain]
+
+
+def _kappa(a: dict[str, str], b: dict[str, str]) -> float | None:
+    common = [p for p in a if p in b]
+    if not common:
+        return None
+    names = {c: i for i, c in enumerate(sorted(set(a.values()) | set(b.values())))}
+    return stopping.kappa(torch.tensor([names[a[p]] for p in common]), torch.tensor([names[b[p]] for p in common]))
 
 
 def stop_signal(out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Module, device: torch.device,
                 opts: StopOptions) -> StopResult:
-    """This round's predictions on the stop set, compared with the last trained round's."""
+    """This round's predictions on the stop set, compared with those of the last trained round
+    with another number of labels (:func:`label_chain`)."""
     paths, new = _stop_paths(out, dm, opts.size)
     index = {f: i for i, f in enumerate(dm.files)}
     present = [p for p in paths if p in index]
     rows = torch.tensor([index[p] for p in present], dtype=torch.long)
     preds = torch.cat(run_eval(net, dm.pool_dataloader(rows), device, lambda x, _: net(x)[0].argmax(1).cpu()))
     now = {p: dm.classes[c] if c < len(dm.classes) else str(c) for p, c in zip(present, preds.tolist())}
-    previous, kappas = _previous(out, round_)
-    k = None
-    if previous is not None:
-        common = [p for p in present if p in previous]
-        names = {c: i for i, c in enumerate(sorted(set(now.values()) | set(previous.values())))}
-        if common:
-            k = stopping.kappa(torch.tensor([names[now[p]] for p in common]),
-                               torch.tensor([names[previous[p]] for p in common]))
-            kappas.append(k)
+    chain = label_chain(_trained_rounds(out, round_), (len(dm.split), now))
+    chain = [json.loads(p.read_text()) if isinstance(p, Path) else p for p in chain]
+    kappas = [_kappa(a, b) for a, b in zip(chain[1:], chain[:-1])]
+    k = kappas[-1] if kappas else None
+    kappas = [x for x in kappas if x is not None]
     files = {PREDICTIONS: json.dumps(now, indent=0) + "\n"}
     if new:
         files[STOP_SET] = json.dumps({"seed": dm.effective_seed, "paths": paths}, indent=0) + "\n"
@@ -97,5 +112,7 @@ def stop_signal(out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Modul
 
 
 def write_stop_files(out: Path, rdir: Path, result: StopResult) -> None:
+    """The stop set (in ``out``, once) and this round's predictions (in ``rdir``, the round's
+    staging folder before it is renamed)."""
     for name, text in result.files.items():
         atomic_write((out if name == STOP_SET else rdir) / name, text)

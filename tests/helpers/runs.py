@@ -1,0 +1,38 @@
+"""Running ``python -m lplgrad`` in a subprocess, and killing it at a :class:`~helpers.pause.PauseAt` marker."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+       "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
+
+
+def start_paused(cmd: list[str], marker: Path, timeout: float = 300) -> subprocess.Popen:
+    """Start ``cmd`` and return once it wrote ``marker`` (it then waits); fails if it ends first."""
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before its pause: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no pause marker {marker} after {timeout} s")
+        time.sleep(0.01)
+    return proc
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def start_and_kill(cmd: list[str], marker: Path) -> None:
+    """Run ``cmd`` (with pause options) until its pause, then SIGKILL it."""
+    kill(start_paused(cmd, marker))
