@@ -190,7 +190,7 @@ def guarded(prog: str, args: Sequence[str] | None, build: Callable[[], T], run_f
             worth_keeping: Callable[[Path], bool] = lambda _: True) -> T:
     """``build()``, with every expected failure turned into one ``<prog>: error: ...`` line on
     stderr and the exit code of docs/errors.md: an :class:`LPLgradError` (its ``exit_code``), a
-    command-line error (2), or a folder that cannot be written (4). Refuses the trapped options
+    command-line error (2), or a folder that cannot be written (5). Refuses the trapped options
     first. ``run_folder``, if ``build`` claimed it, is released, and on any failure abandoned
     (removed when it was created and holds nothing ``worth_keeping``)."""
     try:

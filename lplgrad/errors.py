@@ -42,4 +42,4 @@ class ResumeError(LPLgradError, ValueError):
 class OutputError(LPLgradError, OSError):
     """The run cannot write its outputs: a read-only folder, a full disk."""
 
-    exit_code = 4
+    exit_code = 5

@@ -181,3 +181,22 @@ def test_a_failed_run_leaves_no_output_folder(tmp_path, shapes, capsys):
     images, _ = shapes
     assert "no such file" in fails(capsys, images, tmp_path / "out", "--resume_from", str(tmp_path / "x.ckpt"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_round(tmp_path, shapes, capsys, monkeypatch):
+    import errno
+
+    import lplgrad.records as records
+    images, truth = shapes
+    labels, out = first_labels(tmp_path, truth), tmp_path / "out"
+    run(images, out, "--labels", str(labels))
+    before = labels.read_text()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(records.os, "fsync", full)
+    assert "No space left on device" in fails(capsys, images, out, "--labels", str(labels), code=5)
+    assert sorted(p.name for p in out.iterdir()) == ["round_001", "scan_cache.json", "stop_set.json"]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name] and labels.read_text() == before
+    assert "No space left on device" in fails(capsys, images, tmp_path / "new_out", code=5)
+    assert not (tmp_path / "new_out").exists()

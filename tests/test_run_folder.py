@@ -141,7 +141,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(records.os, "fsync", full)
-    line = fails(fit(tmp_path), capsys, code=4)
+    line = fails(fit(tmp_path), capsys, code=5)
     assert "No space left on device" in line
     assert not list(tmp_path.rglob(".*.tmp*"))
     assert not run_dir(tmp_path).exists()  # nothing worth keeping was written: the folder is gone
@@ -156,7 +156,7 @@ def test_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
             raise PermissionError(errno.EROFS, "Read-only file system", str(path))
         return real(path, *a, **kw)
     monkeypatch.setattr(runfolder.os, "open", refuse)
-    line = fails(fit(tmp_path), capsys, code=4)
+    line = fails(fit(tmp_path), capsys, code=5)
     assert "Read-only file system" in line and ".lock" in line
 
 
