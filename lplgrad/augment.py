@@ -10,8 +10,8 @@ from is the ``draws`` setting of :class:`TensorBatches`:
   RandomCrop and RandomHorizontalFlip make them. With the same shuffle this is the PIL path
   draw for draw, so a run gives bit-identical results either way (the CPU default, where the
   PIL path's time per image is the epoch's largest fixed cost);
-- ``"seeded"``: a batch's draws in two calls to a generator seeded by (seed, epoch): no host
-  work per image (GPUs).
+- ``"seeded"``: an epoch's draws in two calls to a generator seeded by (seed, epoch), copied to
+  the device once: no host work per image or batch (GPUs).
 
 Either way a resumed run draws the same ones (the global state is in every checkpoint). The
 device-resident design follows airbench (Keller Jordan's fast CIFAR-10 training), which keeps
@@ -28,9 +28,10 @@ from torch import Tensor
 from lplgrad.split import epoch_permutation, mix_seed
 
 
-def normalize(x_u8: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def normalize(x_u8: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
     """uint8 images (B, C, H, W) -> float32, as ToTensor then Normalize compute it: x / 255, then
-    (x - mean) / std per channel."""
+    (x - mean) / std per channel (``mean``, ``std``: per channel, or float32 tensors already on
+    the images' device, which are used as they are)."""
     x = x_u8.to(torch.float32).div(255)
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
@@ -116,6 +117,9 @@ class TensorBatches:
         self.train, self.padding, self.flip = train, padding, flip
         self.seed, self.epoch, self.rank, self.world, self.draws = seed, epoch, rank, world, draws
         self.drop_last = drop_last
+        # the normalisation constants, made once where the images are (not once per batch)
+        self._mean = torch.tensor(self.mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+        self._std = torch.tensor(self.std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
         self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) every epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -135,18 +139,23 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One host-to-device copy per epoch (the rows and, with seeded draws, every crop and
+        flip of the epoch), none per batch: the host never waits for the device."""
         rows = self._rows()
         if self.drop_last:
             rows = rows[: len(rows) - len(rows) % self.batch_size]
-        g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 2))
+        device = self.images.device
+        rows_dev = rows.to(device)
+        seeded = self.train and self.draws == "seeded"
+        if seeded:  # the epoch's draws at once, seeded by (seed, epoch)
+            g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 2))
+            offsets_all, flips_all = (t.to(device) for t in draw(len(rows), self.padding, self.flip, g))
         for s in range(0, len(rows), self.batch_size):
-            idx = rows[s : s + self.batch_size]
-            dev_idx = idx.to(self.images.device)
-            x = self.images[dev_idx]
-            if self.train:
-                if self.draws == "global":
-                    offsets, flips = draw_like_torchvision(len(idx), self.padding, self.flip)
-                else:
-                    offsets, flips = draw(len(idx), self.padding, self.flip, g)
-                x = crop_flip(x, offsets.to(x.device), flips.to(x.device), self.padding)
-            yield normalize(x, self.mean, self.std), self.targets[dev_idx]
+            idx = rows_dev[s : s + self.batch_size]
+            x = self.images[idx]
+            if seeded:
+                x = crop_flip(x, offsets_all[s : s + self.batch_size], flips_all[s : s + self.batch_size], self.padding)
+            elif self.train:  # the PIL path's draws, image by image, from the global generator (a CPU)
+                offsets, flips = draw_like_torchvision(len(idx), self.padding, self.flip)
+                x = crop_flip(x, offsets.to(device), flips.to(device), self.padding)
+            yield normalize(x, self._mean, self._std), self.targets[idx]

@@ -72,6 +72,19 @@ class BaseCLI(LightningCLI):
         for key in TRAPS:
             if cfg is not None and cfg.get(key) is not None:
                 raise ConfigError(trap_message(key))
+        if cfg is not None:
+            check_precision(cfg)
+
+
+def check_precision(cfg) -> None:
+    """``16-mixed`` with A: Lightning's precision plugin steps each optimiser through the one
+    GradScaler and updates its scale after each, so with M's and A's optimisers the scale moves
+    twice per step and A is unscaled with a scale that M's step already changed. Refused;
+    bf16-mixed needs no loss scaling."""
+    precision = str(cfg.trainer.get("precision"))
+    if precision in ("16-mixed", "16") and cfg.model.get("use_aux", True):
+        raise ConfigError(f"trainer.precision {precision} with model.use_aux true would update the loss scale twice per "
+                          "step (M's and A's optimisers share one GradScaler): use bf16-mixed, or 32")
 
 
 class LPLgradCLI(BaseCLI):

@@ -118,6 +118,9 @@ class ActiveDataModule(PoolData):
             which gives bit-identical results, and scoring and testing stay on the PIL path.
             None (auto): on a GPU when the splits fit in a quarter of its free memory, on a CPU
             when ``num_workers`` is 0; false: the PIL transforms for everything.
+        on_device: the on-device path whatever the device (needs a dataset held as one array):
+            seeded draws, and scoring and testing from the tensors, as on a GPU. On a CPU this
+            runs the GPU's data path (to test it); its results differ from the PIL path's.
         image_size, mean, std: what the backbone's weights expect, when it differs from the
             dataset's own (e.g. 224 and ImageNet's statistics for ImageNet weights): images are
             resized to ``image_size`` and normalised with ``mean``/``std``.
@@ -136,6 +139,7 @@ class ActiveDataModule(PoolData):
         seed: int | None = None,
         test_size: int | None = None,
         in_memory: bool | None = None,
+        on_device: bool = False,
         image_size: int | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
@@ -146,6 +150,8 @@ class ActiveDataModule(PoolData):
                 raise ConfigError(f"data.{name} must be positive, got {v}")
         if num_workers < 0:
             raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if on_device and in_memory is False:
+            raise ConfigError("data.on_device needs the images in memory: leave data.in_memory unset or true")
         if test_size is not None and test_size < 1:
             raise ConfigError(f"data.test_size must be positive or null, got {test_size}")
         if query_size > subset_size:
@@ -159,6 +165,7 @@ class ActiveDataModule(PoolData):
         self.initial_size, self.query_size = initial_size, query_size
         self.subset_size, self.budget = subset_size, budget
         self.batch_size, self.seed, self.test_size, self.in_memory = batch_size, seed, test_size, in_memory
+        self.on_device = on_device
         self.arrays: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool, test) uint8 on the device, or None
         self.draws = "seeded"  # of the tensor path: "global" on a CPU (the PIL path's stream)
         self.num_classes = dataset.num_classes
@@ -209,18 +216,22 @@ class ActiveDataModule(PoolData):
         is on (``in_memory``), else None."""
         pool, test = self.pool.array, self.test_set.array
         has_arrays = pool is not None and test is not None and not self.dataset.resize
-        if self.in_memory is False or (self.in_memory is None and not has_arrays):
+        if self.in_memory is False or (self.in_memory is None and not has_arrays and not self.on_device):
             return None
         if not has_arrays:
             raise ConfigError(f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
                               f"SVHN, digits); {type(self.dataset).__name__} is read image by image")
         device = self.device()
+        if device.type == "cpu" and self.on_device:
+            self.draws = "seeded"
+            return pool, test
         if device.type == "cpu":
             if self.in_memory is None and self.num_workers > 0:
                 return None
             self.draws = "global"
             return pool, test
-        if self.in_memory is None and 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]:
+        too_big = 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]
+        if self.in_memory is None and not self.on_device and too_big:
             return None
         self.draws = "seeded"
         return pool.to(device), test.to(device)

@@ -24,6 +24,13 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+def input_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s floating-point parameters: what its inputs must be cast to under
+    Lightning's true precisions (``bf16-true``, ``16-true``, ``64-true`` convert the network, and
+    only the batches Lightning itself feeds to ``training_step``)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+
+
 def run_eval(
     module: nn.Module,
     loader: Iterable,
@@ -33,11 +40,14 @@ def run_eval(
 ) -> list[T]:
     """``step(x, y)`` for every batch ``(x, y)`` of ``loader``, ``x`` moved to ``device``, with
     ``module`` in eval mode and gradients off (a step that needs them turns them on itself, as
-    the gradient-norm query does). ``on_batch(n)`` is called after each batch of n samples."""
+    the gradient-norm query does), floating-point ``x`` cast to the network's dtype
+    (:func:`input_dtype`). ``on_batch(n)`` is called after each batch of n samples."""
     out = []
+    dtype = input_dtype(module)
     with eval_mode(module), torch.no_grad():
         for x, y in loader:
-            out.append(step(x.to(device), y))
+            x = x.to(device, dtype=dtype) if dtype is not None and x.is_floating_point() else x.to(device)
+            out.append(step(x, y))
             if on_batch is not None:
                 on_batch(len(x))
     return out

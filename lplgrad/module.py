@@ -126,12 +126,6 @@ class ActiveLearner(LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss, ce, aux, logits = self.losses(x, y)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"the training loss became {loss.item()} in round {self.round_index}, epoch {self.epoch_in_round} "
-                f"of the round, global step {self.global_step}: stopped; the last good checkpoint is kept "
-                "(checkpoints/last.ckpt of the run folder)"
-            )
         opts = _as_list(self.optimizers())
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -145,11 +139,12 @@ class ActiveLearner(LightningModule):
 
     def _accumulate(self, loss: Tensor, ce: Tensor, aux: Tensor | None, logits: Tensor, y: Tensor) -> None:
         """Epoch sums on the device: a few tensor ops a step instead of a ``self.log`` per metric,
-        whose bookkeeping costs Lightning about 0.5 ms each on a CPU (benchmarks/train_speed.py)."""
+        whose bookkeeping costs Lightning about 0.5 ms each on a CPU (benchmarks/train_speed.py),
+        and no host sync: the loss's finiteness is checked once per epoch, on these sums."""
         n = len(y)
         step = torch.stack([
             loss.detach() * n, ce.detach() * n, (aux.detach() if aux is not None else ce.new_zeros(())) * n,
-            (logits.detach().argmax(1) == y).sum().to(ce.dtype), ce.new_tensor(float(n)),
+            (logits.detach().argmax(1) == y).sum().to(ce.dtype), torch.full((), n, dtype=ce.dtype, device=ce.device),
         ]).double()
         self._epoch_sums = step if self._epoch_sums is None else self._epoch_sums + step
 
@@ -157,6 +152,12 @@ class ActiveLearner(LightningModule):
         """The epoch's means over every process's samples (sums reduced across processes), logged
         once, at the epoch's last batch: callbacks see them in ``on_train_epoch_end``."""
         sums = self.trainer.strategy.reduce(self._epoch_sums, reduce_op="sum")
+        if not bool(torch.isfinite(sums).all()):  # the epoch's one host sync
+            raise TrainingDivergedError(
+                f"the training loss became {float(sums[0] / sums[4])} in round {self.round_index}, epoch "
+                f"{self.epoch_in_round} of the round (global epoch {self.current_epoch}): stopped; the last good "
+                "checkpoint, of the epoch before, is kept (checkpoints/last.ckpt of the run folder)"
+            )
         loss, ce, aux, correct = (sums[:4] / sums[4]).float().unbind()
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/ce", ce, on_step=False, on_epoch=True, batch_size=1)

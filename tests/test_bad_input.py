@@ -76,11 +76,11 @@ def test_labels_outside_num_classes(tmp_path, capsys, monkeypatch):
     assert "num_classes is 5" in fails(base(tmp_path), capsys)
 
 
-def test_nan_loss_stops_with_round_and_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+def test_nan_loss_stops_with_round_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     args = base(tmp_path, "--model.backbone", "nan_net.NaNAfter", "--model.backbone.init_args.after", "6",
                 "--loop.epochs_per_round", "3", "--data.batch_size", "10")  # 2 batches an epoch: NaN in epoch 3
     line = fails(args, capsys, code=3)
-    assert "became nan in round 1, epoch 0 of the round" in line and "global step" in line
+    assert "became nan in round 1, epoch 0 of the round (global epoch 3)" in line
     (ckpt,) = list((tmp_path / "logs").rglob("last.ckpt"))
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())

@@ -10,7 +10,7 @@ from lplgrad.records import read_rounds
 ROOT = Path(__file__).resolve().parents[1]
 # configs run tiny by other tests: other entry points, and overlays that need weights or a pretraining
 OTHER_TESTS = {
-    "label_folder.yaml": "tests/test_labeling.py",  # python -m lplgrad.label
+    "label_folder.yaml": "tests/helpers/shapes.py",  # python -m lplgrad.label (tests/test_labeling*.py)
     "label_folder_pretrained.yaml": "tests/test_pretrained.py",
     "pretrained/": "tests/test_pretrained.py",
     "transfer/": "tests/test_pretrained.py",

@@ -14,20 +14,27 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
 
 def start_paused(cmd: list[str], marker: Path, timeout: float = 300) -> subprocess.Popen:
     """Start ``cmd`` and return once it wrote ``marker`` (it then waits); fails if it ends first."""
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a session of its own: the kill reaches a DDP run's other processes too
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None:
+            kill(proc)
             raise AssertionError(f"the run ended (exit {proc.returncode}) before its pause: {proc.stderr.read()[-3000:]}")
         if time.monotonic() > deadline:
-            proc.kill()
+            kill(proc)
             raise AssertionError(f"no pause marker {marker} after {timeout} s")
         time.sleep(0.01)
     return proc
 
 
 def kill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
+    """SIGKILL the run and every process of its session."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait(30)
     if proc.stderr is not None:
         proc.stderr.close()
