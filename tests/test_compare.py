@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers.runs import HANG_S
 from lplgrad.compare import (
     ABLATION,
     ablation_table,
@@ -287,7 +288,7 @@ def compare(out, *extra):
     cmd = [sys.executable, "-m", "lplgrad.compare", "--config", str(ROOT / "configs/digits.yaml"),
            "--out", str(out), "--seeds", "0", "1", "--methods", "LPLgrad", "Random", "--at", "20", "50",
            *TINY, *extra]
-    return subprocess.run(cmd, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=out.parent, env=env, capture_output=True, text=True, timeout=HANG_S)
 
 
 def test_real_tiny_sweep(tmp_path):

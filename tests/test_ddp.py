@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers.runs import HANG_S
 from lplgrad.nets import SmallCNN
 from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.records import read_rounds
@@ -80,7 +81,7 @@ def test_two_process_selection_equals_one_process(tmp_path, name, n):
 def test_two_process_experiment(tmp_path):
     cmd = [sys.executable, "-m", "lplgrad", *tiny_fit_args(tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
                                                            "--trainer.accelerator", "cpu", subset=61)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0, out.stderr[-3000:]
     rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from helpers.pause import pause_args
-from helpers.runs import ENV, start_and_kill
+from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.records import read_rounds
 from tiny import tiny_fit_args
 
@@ -22,7 +22,7 @@ def skew(rank: int) -> list[str]:
 
 
 def finish(cmd):
-    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout + out.stderr
 

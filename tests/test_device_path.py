@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from helpers.pause import pause_args
-from helpers.runs import ENV, start_and_kill
+from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.callbacks import loop as loop_module
 from lplgrad.cli import cli_main
 from lplgrad.data import ActiveDataModule
@@ -73,7 +73,7 @@ def command(save_dir, version, *extra):
 
 
 def run(cmd):
-    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr[-3000:]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.runs import ENV
+from helpers.runs import HANG_S, ENV
 from helpers.shapes import CONFIG, make_shapes, run, write_labels
 from lplgrad.labeling.label_studio import import_export, local_files_prefix, read_export
 from lplgrad.labeling.scan import scan_folder
@@ -58,7 +58,7 @@ def test_a_round_killed_half_written_is_invisible_and_redone(tmp_path, shapes, c
     args = ["--config", CONFIG, "--images", str(images), "--out", str(out), "--labels", str(labels),
             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
             "--model.backbone.init_args.width", "2", "--data.image_size", "16", "--data.min_labels", "6"]
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, *args], env=ENV, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, *args], env=ENV, capture_output=True, timeout=HANG_S)
     assert proc.returncode == -9
     assert not (out / "round_001").exists()
     assert (out / ".round_001.partial" / "model.ckpt").is_file()  # what the kill left, never a round

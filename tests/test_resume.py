@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.pause import pause_args
-from helpers.runs import ENV, start_and_kill
+from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.records import read_rounds
 from tiny import tiny_fit_args
 
@@ -23,7 +23,7 @@ def command(save_dir: Path, version: str, *extra: str) -> list[str]:
 
 
 def run(cmd: list[str]) -> str:
-    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     if "--ckpt_path" in cmd:  # a resume must really restore, not start afresh

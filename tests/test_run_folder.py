@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers.pause import pause_args
-from helpers.runs import ENV, kill, start_paused
+from helpers.runs import HANG_S, ENV, kill, start_paused
 from lplgrad.cli import cli_main
 from lplgrad.data import drop_single_last
 from lplgrad.records import read_rounds
@@ -67,7 +67,7 @@ def test_a_second_run_in_a_busy_folder_stops_and_a_stale_lock_does_not_block_the
         kill(first)
     assert (run_dir(tmp_path) / ".lock").exists()  # left by the killed run: blocks nothing
     out = subprocess.run([sys.executable, "-m", "lplgrad", *args, "--ckpt_path", "last"], env=ENV,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [r["labeled"] for r in read_rounds(run_dir(tmp_path) / "rounds.jsonl")] == [20, 30, 40]
     assert not (run_dir(tmp_path) / ".lock").exists()

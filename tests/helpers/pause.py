@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lplgrad.callbacks.base import RoundCallback
 
 #: the longest a paused run waits for its kill before it exits with an error (a broken test, not a hang)
-PATIENCE_S = 600
+PATIENCE_S = 3600
 
 
 class PauseAt(RoundCallback):

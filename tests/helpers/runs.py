@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
+#: how long a test waits for a subprocess: a guard against a hang (a deadlock), never a measure of
+#: speed, so it is far longer than any run takes on a loaded machine
+HANG_S = 3600
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
        "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
 
 
-def start_paused(cmd: list[str], marker: Path, timeout: float = 300) -> subprocess.Popen:
+def start_paused(cmd: list[str], marker: Path, timeout: float = HANG_S) -> subprocess.Popen:
     """Start ``cmd`` and return once it wrote ``marker`` (it then waits); fails if it ends first."""
     # a session of its own: the kill reaches a DDP run's other processes too
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
