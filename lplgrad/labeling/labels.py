@@ -79,18 +79,21 @@ def text_of(path: str | Path, what: str) -> str:
                             "(in a spreadsheet: CSV UTF-8)") from None
 
 
-def _verbatim(raw: str, root: Path) -> bool:
+def _verbatim(raw: str, root: Path, known: set[str] | None) -> bool:
     """Whether ``raw`` names a file of ``root`` exactly as written: a name with a leading space or
-    a backslash is such a name on POSIX, and must not be stripped or read as a Windows path."""
+    a backslash is such a name on POSIX, and must not be stripped or read as a Windows path.
+    ``known``: the folder's image paths, when the caller has them (no file-system look-up then)."""
+    if known is not None:
+        return raw in known
     parts = raw.split("/")
     return bool(raw) and not raw.startswith("/") and not {"", ".", ".."} & set(parts) and (root / raw).is_file()
 
 
-def normalise_path(raw: str, root: Path) -> str | None:
+def normalise_path(raw: str, root: Path, known: set[str] | None = None) -> str | None:
     """A path as written in the CSV -> the '/'-separated path relative to ``root``; None if outside
     it. A path naming a file exactly as written is kept as it is; otherwise surrounding spaces are
     dropped and backslashes read as separators (a CSV written on Windows)."""
-    if _verbatim(raw, Path(root)):
+    if _verbatim(raw, Path(root), known):
         return raw
     raw = raw.strip().replace("\\", "/")
     p = PurePosixPath(raw)
@@ -158,6 +161,7 @@ def read_labels(
     root = Path(root)
     files = set(files)
     unreadable = unreadable or {}
+    known_paths = files | set(unreadable)  # a row naming one of these as written is taken verbatim
     known = set(classes) if classes is not None else None
     add = labels.problems.append
     for line, raw, name in read_rows(csv_path):
@@ -168,7 +172,7 @@ def read_labels(
         if not name:
             add(Problem(line, raw, "no label: row skipped"))
             continue
-        path = normalise_path(raw, root)
+        path = normalise_path(raw, root, known_paths)
         if path is None:
             add(Problem(line, raw, "not inside the image folder: row skipped"))
             continue
