@@ -48,6 +48,8 @@ def gather_padded(indices: Tensor, values: Tensor, world_size: int, all_gather: 
 
     Rows are padded to the longest shard for the collective, the padding dropped after, and the
     result sorted by index so every process holds the same tensors. indices (n,), values (n, ...)
+    The indices come back on the CPU; the values stay on their device (a GPU's measures are
+    scored there: k-center, distances, clustering inputs).
     """
     if world_size > 1:
         n = torch.tensor([len(indices)], device=values.device)
@@ -60,7 +62,7 @@ def gather_padded(indices: Tensor, values: Tensor, world_size: int, all_gather: 
         indices = torch.cat([all_idx[r, :c] for r, c in enumerate(counts)])
         values = torch.cat([all_val[r, :c] for r, c in enumerate(counts)])
     order = torch.argsort(indices)
-    return indices[order].cpu(), values[order].cpu()
+    return indices[order].cpu(), values[order.to(values.device)]
 
 
 def shard(indices: Tensor, rank: int, world_size: int) -> Tensor:

@@ -122,3 +122,14 @@ def test_cuda_random_state_of_more_gpus_than_visible(monkeypatch):
     assert len(restored) == 1 and torch.equal(restored[0], two[0])
     loop_module.set_rng_state({**state, "cuda": two[1]})  # what is saved now: one state
     assert torch.equal(restored[1], two[1])
+
+
+def test_gathered_measures_stay_on_their_device():
+    """The strategies score where the measures live: gathering moves only the indices to the CPU
+    (a meta tensor stands in for a GPU's: moving it to the CPU raises)."""
+    from lplgrad.query import gather_padded
+
+    indices, values = torch.tensor([3, 1, 2]), torch.empty(3, 5, device="meta")
+    got_idx, got_val = gather_padded(indices, values, 1, None)
+    assert got_idx.tolist() == [1, 2, 3] and got_idx.device.type == "cpu"
+    assert got_val.device.type == "meta" and got_val.shape == (3, 5)

@@ -30,7 +30,12 @@ def sq_dist_to(u: Tensor, h: Tensor, sq: Tensor, j: int) -> Tensor:
 
 
 def kmeans_pp(u: Tensor, h: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """k-means++ seeding on the embeddings u (x) h: (N, C), (N, D) -> (min(k, N),) picks in order."""
+    """k-means++ seeding on the embeddings u (x) h: (N, C), (N, D) -> (min(k, N),) picks in order.
+
+    The distances are computed where u and h live (a GPU's measures stay there); each draw is made
+    on the CPU from the same float32 weights with ``generator``, so the picks do not depend on the
+    device the measures are on.
+    """
     n = u.shape[0]
     k = min(k, n)
     u, h = u.double(), h.double()
@@ -39,13 +44,13 @@ def kmeans_pp(u: Tensor, h: Tensor, k: int, generator: torch.Generator) -> Tenso
     picked = [first]
     d2 = sq_dist_to(u, h, sq, first)
     d2[first] = 0.0
-    taken = torch.zeros(n, dtype=torch.bool)
+    taken = torch.zeros(n, dtype=torch.bool, device=u.device)
     taken[first] = True
     while len(picked) < k:
         weights = d2.clamp_min(0).masked_fill(taken, 0.0)
         if float(weights.sum()) <= 0.0:  # the rest coincide with picks: uniformly among them
             weights = (~taken).double()
-        j = int(torch.multinomial(weights.float(), 1, generator=generator))
+        j = int(torch.multinomial(weights.float().cpu(), 1, generator=generator))  # (N,) to the host: one copy a pick
         picked.append(j)
         taken[j] = True
         d2 = torch.minimum(d2, sq_dist_to(u, h, sq, j))

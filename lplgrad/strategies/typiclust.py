@@ -8,6 +8,10 @@ samples, the largest, and in it the most typical candidate: the one whose mean d
 ``neighbours`` nearest neighbours in the cluster is smallest. Clusters smaller than ``min_size``
 are passed over while larger ones remain. With a pretrained backbone this picks a batch that
 covers the data's dense regions before the network has seen a label.
+
+The typicality distances are computed where the measures live (a GPU's stay there); the k-means
+step is scikit-learn's, on the CPU, so that the clusters, and the picks, are the same whatever the
+device.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def typicality(points: Tensor, neighbours: int) -> Tensor:
     """1 / mean distance to the ``neighbours`` nearest other points. (n, D) -> (n,)"""
     n = points.shape[0]
     if n == 1:
-        return torch.ones(1)
+        return torch.ones(1, dtype=torch.float64, device=points.device)
     k = min(neighbours, n - 1)
     d = torch.cdist(points.double(), points.double())  # (n, n)
     nearest = d.topk(k + 1, largest=False).values[:, 1:]  # without the point itself
@@ -33,7 +37,7 @@ def cluster(points: Tensor, n_clusters: int, seed: int, minibatch_above: int) ->
     """k-means labels of the points (scikit-learn). (N, D) -> (N,)"""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    x = points.double().numpy()
+    x = points.double().cpu().numpy()
     algo = (MiniBatchKMeans(n_clusters, random_state=seed, n_init=3, batch_size=4096) if n_clusters > minibatch_above
             else KMeans(n_clusters, random_state=seed, n_init=3))
     return torch.from_numpy(algo.fit_predict(x)).long()
@@ -45,7 +49,7 @@ def typiclust_picks(cand: Tensor, labeled: Tensor | None, k: int, seed: int, nei
     n_lab = 0 if labeled is None else labeled.shape[0]
     points = cand if labeled is None else torch.cat([labeled, cand])
     n_clusters = max(1, min(n_lab + k, max_clusters, points.shape[0]))
-    labels = cluster(points, n_clusters, seed, minibatch_above)
+    labels = cluster(points, n_clusters, seed, minibatch_above)  # (N,) on the CPU
     covered = torch.bincount(labels[:n_lab], minlength=n_clusters)
     size = torch.bincount(labels, minlength=n_clusters)
     cand_labels = labels[n_lab:]
@@ -56,7 +60,7 @@ def typiclust_picks(cand: Tensor, labeled: Tensor | None, k: int, seed: int, nei
         big = open_ & (size >= min_size) if (open_ & (size >= min_size)).any() else open_
         c = min(torch.nonzero(big).flatten().tolist(), key=lambda c: (int(covered[c]), -int(size[c]), c))
         members = torch.nonzero(labels == c).flatten()  # the whole cluster, labeled points included
-        typ = typicality(points[members], neighbours)
+        typ = typicality(points[members.to(points.device)], neighbours).cpu()  # (n_c,) from the device
         is_cand = (members >= n_lab) & free[(members - n_lab).clamp_min(0)]
         best = int(members[torch.argmax(typ.masked_fill(~is_cand, -1.0))]) - n_lab
         picks.append(best)
@@ -85,7 +89,7 @@ class TypiClust(QueryStrategy):
 
     def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        picked = typiclust_picks(measures.cpu(), None if labeled is None else labeled.cpu(), k, seed,
+        picked = typiclust_picks(measures, labeled, k, seed,
                                  self.neighbours, self.min_size, self.max_clusters)
         scores = torch.zeros(measures.shape[0])
         scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
