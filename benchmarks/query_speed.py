@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from lplgrad import allocator
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18, TorchvisionNet
+from lplgrad.numerics import MathModes
 from lplgrad.strategies import EntGradNorm
 from machine import add_malloc_option, describe  # benchmarks/machine.py
 
@@ -200,7 +201,10 @@ def main() -> None:
                     help="batch of the training step it is compared with (default: the query's chunk)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved runs of the query and the train step")
     ap.add_argument("--loop-reps", type=int, default=2, help="runs of the one-sample loop")
-    ap.add_argument("--tf32", action="store_true", help="allow TF32 convolutions and matmuls on a GPU")
+    ap.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
+                    help="float32 matrix products, as a run's --math.matmul_precision (default: a run's default)")
+    ap.add_argument("--cudnn-tf32", action=argparse.BooleanOptionalAction, default=True,
+                    help="TF32 convolutions, as a run's --math.cudnn_tf32 (default: on, a run's default)")
     ap.add_argument("--scan", action="store_true")
     ap.add_argument("--scan-sizes", type=int, nargs="+", default=[1000, 2000, 4000])
     a = ap.parse_args()
@@ -208,8 +212,9 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = a.tf32
-    print(describe(device, malloc) + f"; TF32 {a.tf32}")
+    math = MathModes(a.matmul_precision, a.cudnn_tf32)
+    math.apply()  # the settings a run takes (lplgrad.numerics)
+    print(describe(device, malloc) + f"; {math}")
     for name in a.models:
         bench_model(name, a, device)
     if a.scan:

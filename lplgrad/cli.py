@@ -21,6 +21,7 @@ from lplgrad.callbacks import ActiveLearningLoop, QueryProgressBar, RoundCheckpo
 from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError, LPLgradError, OutputError, RunExistsError
 from lplgrad.module import ActiveLearner
+from lplgrad.numerics import MathModes
 from lplgrad.resume import LAST, check_resume, describe_changes, record_changes
 from lplgrad.runfolder import RunFolder
 
@@ -66,6 +67,7 @@ class BaseCLI(LightningCLI):
             parser.add_argument(f"--{key}", type=Any, default=None, help=f"Not used: set {TRAPS[key]}.")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        parser.add_class_arguments(MathModes, "math", instantiate=False)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -74,6 +76,7 @@ class BaseCLI(LightningCLI):
                 raise ConfigError(trap_message(key))
         if cfg is not None:
             check_precision(cfg)
+            MathModes(**cfg.math).apply()
 
 
 def check_precision(cfg) -> None:

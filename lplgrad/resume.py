@@ -31,6 +31,10 @@ FREE = (
     "checkpoint", "query_progress", "figures",
 )
 
+#: options added since earlier runs were saved: absent from such a run's config.yaml, their value
+#: there is the one given here (what that run used)
+ADDED = {"math.matmul_precision": "highest", "math.cudnn_tf32": True}
+
 
 def resumable(run: Path, ckpt_dir: Path) -> bool:
     return (ckpt_dir / LAST).is_file() and not (run / "finished.json").exists()
@@ -124,7 +128,7 @@ def _free(key: str) -> bool:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (the run's value, this command's value), for the keys that matter to training or selection."""
-    a, b = _flat(saved), _flat(now)
+    a, b = {**ADDED, **_flat(saved)}, _flat(now)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if not _free(k) and a.get(k) != b.get(k)}
 

@@ -85,3 +85,26 @@ def test_compile_runs_an_experiment(tmp_path):
 def test_compile_with_inductor_runs_an_experiment(tmp_path):
     """The default backend (inductor; needs a C++ compiler on a CPU): compiling took about 30 s here."""
     tiny_experiment(tmp_path, "--model.compile", "true", "--figures.images", "false")
+
+
+def test_speed_settings_times_batches_not_optimiser_steps():
+    """benchmarks/speed_settings.py: M and A make two optimiser steps per batch, so the clock
+    counts batches itself (global_step made the images/s twice the real figure)."""
+    import sys
+
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lplgrad.module import ActiveLearner
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from speed_settings import StepClock
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))
+    clock = StepClock(warmup=2, steps=3)
+    trainer = Trainer(accelerator="cpu", max_epochs=-1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+    model = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=10, in_channels=3)
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    assert clock.seen == 5 and trainer.global_step == 10 and clock.t1 > clock.t0 > 0
