@@ -45,9 +45,4 @@ def test_disagreeing_clocks_neither_deadlock_nor_change_the_run_and_the_run_resu
     assert len(read_rounds(runs / "rank0_due" / "rounds.jsonl")) == 1
     log = finish(ddp(tmp_path, "rank0_due", "--ckpt_path", "last"))
     assert "Restored all states from the checkpoint" in log
-    got = records(runs / "rank0_due")
-    assert got[0] == reference[0] and [n for n, _, _ in got] == [20, 30, 40]
-    queried = [i for _, q, _ in got for i in q]
-    assert len(queried) == len(set(queried)) == 20
-    # Not yet asserted: that the rounds after a mid-round DDP resume equal the uninterrupted run's
-    # (they differ on this CPU; a single process resumes exactly: tests/test_resume.py).
+    assert records(runs / "rank0_due") == reference  # every process resumed its own random state

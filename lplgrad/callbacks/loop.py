@@ -52,6 +52,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda)
 
 
+def every_rank(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """This process's random state and every other DDP process's, in rank order (a collective:
+    the checkpoint is made on every process, and only rank 0 writes it)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def this_rank(states: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """This process's entry of :func:`every_rank`'s list (None: it was saved by fewer processes)."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    return states[rank] if rank < len(states) else None
+
+
+def share_rank0_buffers(module: torch.nn.Module) -> None:
+    """Every DDP process takes rank 0's buffers (BatchNorm's running statistics).
+
+    Each process's running statistics follow its own batches, so without this the processes
+    evaluate and score their shards with different models, and a resumed process (which loads
+    rank 0's checkpoint) with yet another one. After it, a round's evaluation and query see one
+    model, the one the round's checkpoint holds, and a resume is exact.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if torch.distributed.get_world_size() > 1:
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
 class _ForwardProgress(QueryProgress):
     """The query's progress, passed on to the trainer's round callbacks."""
 
@@ -94,16 +125,19 @@ class ActiveLearningLoop(Callback):
     # ---- state in checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         # saved at the end of an epoch, with the random state the next epoch starts from, so that a
-        # resumed run shuffles, augments and selects exactly as an uninterrupted one
+        # resumed run shuffles, augments and selects exactly as an uninterrupted one; under DDP
+        # every process's state (each draws its own augmentations), "rng" is rank 0's
+        states = every_rank(rng_state())
         return {"round": self.round, "round_start_epoch": self.round_start_epoch, "history": self.history,
-                "rng": rng_state()}
+                "rng": states[0], "rng_ranks": states}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round = int(state["round"])
         self.round_start_epoch = int(state["round_start_epoch"])
         self.history = list(state["history"])
-        if "rng" in state:
-            set_rng_state(state["rng"])
+        mine = this_rank(state["rng_ranks"]) if "rng_ranks" in state else None
+        if mine is not None or "rng" in state:  # older checkpoints: rank 0's state for every process
+            set_rng_state(mine if mine is not None else state["rng"])
 
     # ---- hooks ----------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -138,6 +172,7 @@ class ActiveLearningLoop(Callback):
         dm: ActiveDataModule = trainer.datamodule
         train_seconds = time.monotonic() - self._round_t0
         rank, world = trainer.global_rank, trainer.world_size
+        share_rank0_buffers(learner)
         metrics = evaluate(learner.net, dm.test_dataloader(rank, world), dm.num_classes, learner.device)
         n_labeled = len(dm.split)
         row: dict[str, Any] = {
