@@ -43,3 +43,22 @@ class OutputError(LPLgradError, OSError):
     """The run cannot write its outputs: a read-only folder, a full disk."""
 
     exit_code = 5
+
+
+class DatasetNotFoundError(LPLgradError, RuntimeError):
+    """A dataset is missing and could not be downloaded; the message says how to get it."""
+
+
+class WeightsNotFoundError(LPLgradError, FileNotFoundError):
+    """Pretrained weights that are neither on disk nor downloadable; the message says which file
+    to fetch and where to put it."""
+
+
+class ExportShapeError(LabelingError):
+    """A Label Studio export (or a server's task) that is not shaped as Label Studio writes them."""
+
+
+class LabelStudioError(LPLgradError, RuntimeError):
+    """Label Studio could not be reached, refused the key, or refused a request."""
+
+    exit_code = 4

@@ -178,7 +178,7 @@ def test_a_missing_dataset_says_how_to_get_it_without_repeating_the_setting(tmp_
     import socket
 
     from lplgrad.datasets import CIFAR10
-    from lplgrad.datasets.base import DatasetNotFoundError
+    from lplgrad.errors import DatasetNotFoundError
 
     def offline(*a, **kw):
         raise OSError("offline")

@@ -1,6 +1,6 @@
 """The paper's figures, per round, in the experiment's TensorBoard run.
 
-:class:`RoundFigures` receives the rounds loop's :class:`~lplgrad.callbacks.loop.RoundEnd` event and
+:class:`RoundFigures` receives the rounds loop's :class:`~lplgrad.callbacks.base.RoundEnd` event and
 writes, at global step = the labeled-set size the round trained on (the x axis of ``al/test_acc``):
 
 - ``al/per_class_acc/<class>`` scalars and a bar chart (the paper's Fig. 8), the confusion matrix;
@@ -213,17 +213,6 @@ class RoundFigures(RoundCallback):
             thumbs = projector.thumbnails(x, tuple(dm.dataset.mean), tuple(dm.dataset.std), len(idx))
             self._sample = (len(test), idx, x, y, thumbs)
         return self._sample[1:]
-
-    def _embed(self, writer, trainer, pl_module, event, names, step) -> None:
-        dm = trainer.datamodule
-        idx, x, y, imgs = self._embedding_sample(dm)
-        bs = dm.eval_batch_size
-        out = forward_all(pl_module.net, [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(x), bs)], pl_module.device,
-                          features=True)
-        meta = [[names[t], names[p], "yes" if t == p else "no", str(int(i))]
-                for t, p, i in zip(y.tolist(), out["pred"].tolist(), idx)]
-        self._add_embedding(writer, out["feat"], meta, imgs, step, f"round_{event.round:02d}",
-                            ["label", "prediction", "correct", "test_index"])
 
     def _embed(self, writer, pl_module: LightningModule, dm, r: _RoundView) -> None:
         idx, x, y, imgs = self._embedding_sample(dm)

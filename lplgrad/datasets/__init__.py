@@ -1,5 +1,6 @@
 """Datasets: each a class chosen in the config with ``class_path``."""
-from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images, Placeholders, Transformed
+from lplgrad.datasets.base import ImageDataset, Images, Placeholders, Transformed
+from lplgrad.errors import DatasetNotFoundError
 from lplgrad.datasets.digits import Digits
 from lplgrad.datasets.fashion_mnist import FashionMNIST
 from lplgrad.datasets.folder import ImageFolder

@@ -9,12 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from lplgrad.errors import LPLgradError
 from lplgrad.transforms import eval_transform, train_transform
-
-
-class DatasetNotFoundError(LPLgradError, RuntimeError):
-    """A dataset is missing and could not be downloaded; the message says how to get it."""
 
 
 class Images(Dataset):

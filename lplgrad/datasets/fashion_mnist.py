@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images
+from lplgrad.datasets.base import ImageDataset, Images
+from lplgrad.errors import DatasetNotFoundError
 from lplgrad.errors import DataError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"

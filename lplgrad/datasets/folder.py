@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from lplgrad.datasets.base import MAX_PIXELS, DatasetNotFoundError, ImageDataset, Images, check_pixels
+from lplgrad.datasets.base import MAX_PIXELS, ImageDataset, Images, check_pixels
+from lplgrad.errors import DatasetNotFoundError
 from lplgrad.errors import DataError
 
 

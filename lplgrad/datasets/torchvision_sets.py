@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 
-from lplgrad.datasets.base import DatasetNotFoundError, ImageDataset, Images, stratified_split
+from lplgrad.datasets.base import ImageDataset, Images, stratified_split
+from lplgrad.errors import DatasetNotFoundError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)

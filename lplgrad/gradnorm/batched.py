@@ -14,7 +14,7 @@ and class token, ConvNeXt's layer scale) get per-sample copies in the same pass
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -25,8 +25,7 @@ from lplgrad.gradnorm.conv import conv_weight_sq
 from lplgrad.gradnorm.direct import direct_parameters, hooked_layers, per_sample_copies, sq_norms_of, vmap_sq_norms
 from lplgrad.gradnorm.layers import bn_affine, bn_sq, linear_bias_sq, linear_weight_sq
 from lplgrad.gradnorm.norms import group_norm_sq, layer_norm_sq
-
-SampleLoss = Callable[[nn.Module, Tensor], Tensor]  # (model, x (B, ...)) -> (B,)
+from lplgrad.gradnorm.reference import SampleLoss, per_sample_sq_norms_loop, trainable
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 HOOKED = (nn.Conv2d, nn.Linear, nn.LayerNorm, nn.GroupNorm, *_BN)  # layers whose gradients the hooks reduce
@@ -34,10 +33,6 @@ HOOKED = (nn.Conv2d, nn.Linear, nn.LayerNorm, nn.GroupNorm, *_BN)  # layers whos
 
 class UnsupportedModel(RuntimeError):
     """The model has a layer whose per-sample gradient the batched hooks cannot compute."""
-
-
-def trainable(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 def supports(model: nn.Module) -> str | None:
@@ -123,9 +118,7 @@ def per_sample_sq_norms(
             with _batchnorm_as_affine(model):
                 sq = vmap_sq_norms(model, x, sample_loss, direct)
         except Exception:  # noqa: BLE001 - an operation torch.func cannot batch: the definition itself
-            from lplgrad.gradnorm import reference
-
-            sq = reference.per_sample_sq_norms_loop(model, x, sample_loss, params=[d.param for d in direct])
+            sq = per_sample_sq_norms_loop(model, x, sample_loss, params=[d.param for d in direct])
         for i, d in enumerate(direct):
             out[:, column[id(d.param)]] = sq[:, i].float()
     return out

@@ -1,10 +1,17 @@
 """The definition of the per-sample gradient norms, and the two scores built from them."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-from lplgrad.gradnorm.batched import SampleLoss, trainable
+SampleLoss = Callable[[nn.Module, Tensor], Tensor]  # (model, x (B, ...)) -> (B,)
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The tensors whose per-sample gradients are measured: every trainable one, in order."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def per_sample_sq_norms_loop(model: nn.Module, x: Tensor, sample_loss: SampleLoss,

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import quoteattr
 
+from lplgrad.errors import ExportShapeError
 from lplgrad.labeling.labels import LabelingError, append_labels, normalise_path, read_rows, text_of
 
 
@@ -74,10 +75,6 @@ def _path_of(data: dict[str, Any], prefix: str | None) -> str | None:
     if isinstance(image, str) and prefix and image.startswith(prefix):
         return unquote(image[len(prefix):])
     return None
-
-
-class ExportShapeError(LabelingError):
-    """A Label Studio export (or a server's task) that is not shaped as Label Studio writes them."""
 
 
 def _expect(value: Any, kind: type, where: str, what: str) -> Any:

@@ -1,9 +1,9 @@
 """Live sync with a running Label Studio, through its SDK (``label-studio-sdk``).
 
-Each labeling run, with ``--ls_url`` and ``--ls_project``:
+Each labeling run, with ``--label_studio.url`` and ``--label_studio.project``:
 
 1. before anything is read or written locally: connect (the API key is read from the
-   environment variable ``--ls_key_env``), find the project (by id or title; a missing title is
+   environment variable ``--label_studio.key_env``), find the project (by id or title; a missing title is
    created with the labeling config of the classes), and pull every task's latest annotation;
 2. the labels that the labels CSV does not hold yet are appended to it (merging the same labels
    again appends nothing);
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lplgrad.errors import LPLgradError
+from lplgrad.errors import LabelStudioError
 from lplgrad.labeling.label_studio import labeling_config, labels_from_tasks
 
 
@@ -40,12 +40,6 @@ class LiveSyncOptions:
     url: str | None = None
     project: str | None = None
     key_env: str = "LABEL_STUDIO_API_KEY"
-
-
-class LabelStudioError(LPLgradError, RuntimeError):
-    """Label Studio could not be reached, refused the key, or refused a request."""
-
-    exit_code = 4
 
 
 def _why(e: BaseException) -> str:

@@ -8,7 +8,7 @@ from lplgrad.nets.loss_head import LossPredictionHead
 from lplgrad.nets.pool import pooled
 from lplgrad.nets.resnet import ResNet, ResNet18, ResNet34
 from lplgrad.nets.small import SmallCNN
-from lplgrad.nets.weights import WeightsNotFoundError
+from lplgrad.errors import WeightsNotFoundError
 
 __all__ = ["LibraryNet", "LossPredictionHead", "ResNet", "ResNet18", "ResNet34", "SmallCNN", "TimmNet",
            "TorchvisionNet", "WeightsNotFoundError", "pooled"]

@@ -14,14 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lplgrad.errors import LPLgradError
+from lplgrad.errors import LPLgradError, WeightsNotFoundError
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-class WeightsNotFoundError(LPLgradError, FileNotFoundError):
-    """Pretrained weights that are neither on disk nor downloadable; the message says which file
-    to fetch and where to put it."""
 
 
 def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
