@@ -6,8 +6,9 @@
    must finish with two rounds of records.
 2. The LPLgrad scores of the fp32 run's trained weights, batched on the device, against the
    float64 one-sample loop (TF32 off for this comparison; with it on, the figure is printed too).
-3. The picks of Coreset, BADGE and TypiClust from those weights, scored with the measures on
-   the device, against the same scoring with the measures on the CPU: they must be the same.
+3. The picks of Coreset, BADGE and TypiClust (scikit-learn's and lplgrad's own k-means) from
+   those weights, scored with the measures on the device, against the same scoring with the
+   measures on the CPU: they must be the same.
 
 Exits 1 if any check fails; each prints one line.
 
@@ -86,7 +87,7 @@ def picks_check(learner, device: torch.device, n: int, k: int) -> list[tuple[boo
     g = torch.Generator().manual_seed(1)
     x = torch.randn(n + k, 3, 32, 32, generator=g).to(device)
     results = []
-    for strategy in (Coreset(), BADGE(), TypiClust(min_size=2)):
+    for strategy in (Coreset(), BADGE(), TypiClust(min_size=2), TypiClust(min_size=2, clustering="torch")):
         with torch.no_grad():
             meas = strategy.measure(net_learner, x)  # (n + k, ...) on the device
         cand, lab = meas[:n], meas[n:] if strategy.uses_labeled else None
@@ -97,7 +98,7 @@ def picks_check(learner, device: torch.device, n: int, k: int) -> list[tuple[boo
                                      torch.Generator().manual_seed(2)).float().cpu()
             picks.append(select_top(idx, scores, k).tolist())
         same = picks[0] == picks[1]
-        results.append((same, f"{type(strategy).__name__}: {k} picks of {n} scored on {device.type} "
+        results.append((same, f"{strategy!r}: {k} picks of {n} scored on {device.type} "
                               f"{'equal' if same else 'DIFFER from'} those scored on the CPU"))
     return results
 

@@ -1,4 +1,5 @@
 """BADGE, TypiClust and the switch from one to the other, on hand-built cases."""
+import pytest
 import torch
 from torch import nn
 
@@ -66,13 +67,14 @@ def blob(centre, n, radius=0.3):
     return torch.cat([torch.zeros(1, 2, dtype=torch.double), ring]) + torch.tensor(centre, dtype=torch.double)
 
 
-def test_typiclust_picks_the_centres_of_the_largest_uncovered_clusters():
+@pytest.mark.parametrize("clustering", ["sklearn", "torch"])
+def test_typiclust_picks_the_centres_of_the_largest_uncovered_clusters(clustering):
     a, b, c = blob([0, 0], 30), blob([10, 0], 20), blob([0, 10], 10)
     labeled = a[1:2]  # cluster a is covered
     cand = torch.cat([a[2:], b, c])  # b's centre is at 28, c's at 48
-    picks = typiclust_picks(cand, labeled, 2, seed=0, min_size=5)
+    picks = typiclust_picks(cand, labeled, 2, seed=0, min_size=5, clustering=clustering)
     assert picks.tolist() == [28, 48]  # b (20 points) before c (10), each at its centre
-    cold = typiclust_picks(cand, None, 3, seed=0)  # nothing labeled: a, then b, then c
+    cold = typiclust_picks(cand, None, 3, seed=0, clustering=clustering)  # nothing labeled: a, then b, then c
     assert cold.tolist()[1:] == [28, 48] and typicality(a, 20).argmax() == 0
 
 
@@ -100,3 +102,22 @@ def test_switch_uses_the_first_strategy_below_the_size_then_the_second():
     assert m.shape == (4, 2)
     assert s.scores(m, torch.zeros(2, 2), 1, None).tolist() == [1.0, 2.0, 3.0, 4.0]  # 2 labeled: first
     assert s.scores(m, torch.zeros(3, 2), 1, None).tolist() == [-1.0, -2.0, -3.0, -4.0]  # 3 labeled: second
+
+
+def test_torch_kmeans_finds_separated_groups_and_takes_the_best_seeding():
+    from lplgrad.strategies.kmeans import kmeans, lloyd, sq_distances
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
+    x = torch.cat([c + 0.5 * torch.randn(25, 2, generator=g) for c in centres])  # (100, 2), 4 groups of 25
+    labels = kmeans(x, 4, seed=3)
+    groups = [set(labels[i * 25:(i + 1) * 25].tolist()) for i in range(4)]
+    assert all(len(s) == 1 for s in groups) and len(set.union(*groups)) == 4  # each group one cluster
+    assert torch.equal(kmeans(x, 4, seed=3), labels)  # seeded: the same clusters again
+    assert torch.equal(kmeans(x.float(), 4, seed=3), labels)  # computed in float64 either way
+    # Lloyd's iterations never raise the inertia: from a poor start (all centres in one group)
+    xd = x.double()
+    sq = xd.pow(2).sum(1)
+    start = xd[:4]
+    _, inertia = lloyd(xd, sq, start, 100)
+    assert inertia <= float(sq_distances(xd, sq, start).min(1).values.sum())

@@ -9,17 +9,22 @@ samples, the largest, and in it the most typical candidate: the one whose mean d
 are passed over while larger ones remain. With a pretrained backbone this picks a batch that
 covers the data's dense regions before the network has seen a label.
 
-The typicality distances are computed where the measures live (a GPU's stay there); the k-means
-step is scikit-learn's, on the CPU, so that the clusters, and the picks, are the same whatever the
-device.
+The typicality distances are computed where the measures live (a GPU's stay there). The k-means
+step is scikit-learn's on the CPU (``clustering: sklearn``, the default, which the recorded runs
+used), or lplgrad's own on the measures' device (``clustering: torch``, :mod:`lplgrad.strategies.kmeans`:
+for large S on a GPU); either gives the same picks on a GPU as on a CPU.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from lplgrad.errors import ConfigError
 from lplgrad.strategies.base import QueryStrategy
 from lplgrad.strategies.embedding import last_stage_embedding
+from lplgrad.strategies.kmeans import kmeans
 
 
 def typicality(points: Tensor, neighbours: int) -> Tensor:
@@ -33,8 +38,10 @@ def typicality(points: Tensor, neighbours: int) -> Tensor:
     return 1.0 / nearest.mean(1).clamp_min(1e-12)
 
 
-def cluster(points: Tensor, n_clusters: int, seed: int, minibatch_above: int) -> Tensor:
-    """k-means labels of the points (scikit-learn). (N, D) -> (N,)"""
+def cluster(points: Tensor, n_clusters: int, seed: int, minibatch_above: int, clustering: str = "sklearn") -> Tensor:
+    """k-means labels of the points (scikit-learn's, or ``torch``: on the points' device). (N, D) -> (N,)"""
+    if clustering == "torch":
+        return kmeans(points, n_clusters, seed)
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     x = points.double().cpu().numpy()
@@ -44,12 +51,13 @@ def cluster(points: Tensor, n_clusters: int, seed: int, minibatch_above: int) ->
 
 
 def typiclust_picks(cand: Tensor, labeled: Tensor | None, k: int, seed: int, neighbours: int = 20,
-                    min_size: int = 5, max_clusters: int = 500, minibatch_above: int = 50) -> Tensor:
+                    min_size: int = 5, max_clusters: int = 500, minibatch_above: int = 50,
+                    clustering: str = "sklearn") -> Tensor:
     """Indices into ``cand`` (N, D) in pick order. ``labeled``: (L, D) or None."""
     n_lab = 0 if labeled is None else labeled.shape[0]
     points = cand if labeled is None else torch.cat([labeled, cand])
     n_clusters = max(1, min(n_lab + k, max_clusters, points.shape[0]))
-    labels = cluster(points, n_clusters, seed, minibatch_above)  # (N,) on the CPU
+    labels = cluster(points, n_clusters, seed, minibatch_above, clustering)  # (N,) on the CPU
     covered = torch.bincount(labels[:n_lab], minlength=n_clusters)
     size = torch.bincount(labels, minlength=n_clusters)
     cand_labels = labels[n_lab:]
@@ -77,20 +85,26 @@ class TypiClust(QueryStrategy):
         neighbours: nearest neighbours a point's typicality is measured over.
         min_size: clusters smaller than this are passed over while larger ones remain.
         max_clusters: at most this many clusters.
+        clustering: ``sklearn`` (scikit-learn's KMeans on the CPU) or ``torch`` (k-means on the
+            measures' device).
     """
 
     uses_labeled = True
 
-    def __init__(self, neighbours: int = 20, min_size: int = 5, max_clusters: int = 500) -> None:
+    def __init__(self, neighbours: int = 20, min_size: int = 5, max_clusters: int = 500,
+                 clustering: Literal["sklearn", "torch"] = "sklearn") -> None:
+        if clustering not in ("sklearn", "torch"):
+            raise ConfigError(f"model.strategy clustering must be 'sklearn' or 'torch', got {clustering!r}")
         self.neighbours, self.min_size, self.max_clusters = neighbours, min_size, max_clusters
+        self.clustering = clustering
 
     def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
         return last_stage_embedding(learner, x)  # (B, D)
 
     def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        picked = typiclust_picks(measures, labeled, k, seed,
-                                 self.neighbours, self.min_size, self.max_clusters)
+        picked = typiclust_picks(measures, labeled, k, seed, self.neighbours, self.min_size, self.max_clusters,
+                                 clustering=self.clustering)
         scores = torch.zeros(measures.shape[0])
         scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
         return scores
