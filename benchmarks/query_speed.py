@@ -160,7 +160,9 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
     n64 = min(a.f64_n, n)
     net64 = copy.deepcopy(net).double()
     ref64 = authors_loop(net64, x[:n64].double()).double()
-    rel = lambda u, v: ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
+
+    def rel(u, v):
+        return ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
 
     fast_sps, loop_sps, train_sps = n / best["fast"], n_loop / best_loop["loop"], n / best["train"]
     print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, train batch {tb}, "

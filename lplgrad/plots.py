@@ -191,7 +191,7 @@ def tsne_figure(embeddings: list[dict], out: Path, seed: int = 0) -> Path:
         ax = fig.add_subplot(1, k, i + 1)
         labs = [r.get("label", "") for r in e["meta"]] if e["meta"] else [""] * n
         for lab in labels_all or [""]:
-            m = np.array([l == lab for l in labs])
+            m = np.array([name == lab for name in labs])
             if m.any():
                 ax.scatter(xy[m, 0], xy[m, 1], s=6, color=colour.get(lab, "tab:blue"), label=lab)
         round_ = e["name"].replace("round_", "")

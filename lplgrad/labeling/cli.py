@@ -22,8 +22,6 @@ from lplgrad.cli import BaseCLI, guarded
 from lplgrad.errors import LabelingError
 from lplgrad.labeling import report
 from lplgrad.labeling.checkpoint import remove_partial_rounds, round_dirs, staged_round
-
-SCAN_CACHE = "scan_cache.json"
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix, merge_labels
 from lplgrad.labeling.labels import check_labels_file, parse_classes, read_rows
@@ -35,6 +33,8 @@ from lplgrad.labeling.report import say
 from lplgrad.labeling.train import Training, starting_checkpoint, train
 from lplgrad.module import ActiveLearner
 from lplgrad.runfolder import RunFolder
+
+SCAN_CACHE = "scan_cache.json"
 
 
 class EpochInRound(Callback):
