@@ -52,10 +52,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda)
 
 
+def _distributed() -> bool:
+    """A DDP process group is running."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def every_rank(state: dict[str, Any]) -> list[dict[str, Any]]:
     """This process's random state and every other DDP process's, in rank order (a collective:
     the checkpoint is made on every process, and only rank 0 writes it)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _distributed():
         return [state]
     states: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(states, state)
@@ -64,7 +69,7 @@ def every_rank(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 def this_rank(states: list[dict[str, Any]]) -> dict[str, Any] | None:
     """This process's entry of :func:`every_rank`'s list (None: it was saved by fewer processes)."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    rank = torch.distributed.get_rank() if _distributed() else 0
     return states[rank] if rank < len(states) else None
 
 
@@ -76,9 +81,7 @@ def share_rank0_buffers(module: torch.nn.Module) -> None:
     rank 0's checkpoint) with yet another one. After it, a round's evaluation and query see one
     model, the one the round's checkpoint holds, and a resume is exact.
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    if torch.distributed.get_world_size() > 1:
+    if _distributed() and torch.distributed.get_world_size() > 1:
         for buffer in module.buffers():
             torch.distributed.broadcast(buffer, src=0)
 

@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 
 from lplgrad.datasets.base import ImageDataset, Images
-from lplgrad.errors import DatasetNotFoundError
-from lplgrad.errors import DataError
+from lplgrad.errors import DataError, DatasetNotFoundError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

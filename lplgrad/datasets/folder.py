@@ -8,8 +8,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lplgrad.datasets.base import MAX_PIXELS, ImageDataset, Images, check_pixels
-from lplgrad.errors import DatasetNotFoundError
-from lplgrad.errors import DataError
+from lplgrad.errors import DataError, DatasetNotFoundError
 
 
 def _readable(path: Path, max_pixels: int | None) -> bool:

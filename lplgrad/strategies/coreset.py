@@ -13,7 +13,7 @@ from lplgrad.strategies.base import QueryStrategy
 from lplgrad.strategies.embedding import last_stage_embedding
 
 
-def _sq_dist_to(points: Tensor, sq_norms: Tensor, centres: Tensor) -> Tensor:
+def sq_distances(points: Tensor, sq_norms: Tensor, centres: Tensor) -> Tensor:
     """Squared distances of every point to each centre. (N, D), (N,), (K, D) -> (N, K)"""
     d = sq_norms[:, None] - 2.0 * points @ centres.T + centres.pow(2).sum(1)[None, :]
     return d.clamp_min_(0)
@@ -47,7 +47,7 @@ def k_center_greedy(points: Tensor, centres: Tensor, k: int, block: int = 1024, 
     sq = points.pow(2).sum(1)  # (N,)
     nearest = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
     for s in range(0, centres.shape[0], block):  # (N, block) at a time
-        tile = _sq_dist_to(points, sq, centres[s : s + block].to(points))
+        tile = sq_distances(points, sq, centres[s : s + block].to(points))
         nearest = torch.minimum(nearest, tile.min(1).values)
     picked = torch.empty(k, dtype=torch.long, device=points.device)
     i = 0

@@ -12,10 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def sq_distances(x: Tensor, sq: Tensor, centres: Tensor) -> Tensor:
-    """Squared distances of every point to every centre. (N, D), (N,), (K, D) -> (N, K)"""
-    return (sq[:, None] - 2.0 * x @ centres.T + centres.pow(2).sum(1)[None, :]).clamp_min_(0)
+from lplgrad.strategies.coreset import sq_distances
 
 
 def kmeans_pp_seeds(x: Tensor, sq: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -38,17 +35,18 @@ def kmeans_pp_seeds(x: Tensor, sq: Tensor, k: int, generator: torch.Generator) -
 
 def lloyd(x: Tensor, sq: Tensor, centres: Tensor, iterations: int) -> tuple[Tensor, float]:
     """Lloyd's iterations from ``centres`` (K, D) until no label changes. -> (labels (N,), inertia)"""
-    labels = sq_distances(x, sq, centres).argmin(1)  # (N,)
+    d = sq_distances(x, sq, centres)  # (N, K), to the current centres
+    labels = d.argmin(1)  # (N,)
     for _ in range(iterations):
         counts = torch.bincount(labels, minlength=centres.shape[0]).to(x.dtype)  # (K,)
         sums = torch.zeros_like(centres).index_add_(0, labels, x)  # (K, D)
         centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)  # empty: kept
-        new = sq_distances(x, sq, centres).argmin(1)
+        d = sq_distances(x, sq, centres)
+        new = d.argmin(1)
         if torch.equal(new, labels):
             break
         labels = new
-    inertia = float(sq_distances(x, sq, centres).gather(1, labels[:, None]).sum())
-    return labels, inertia
+    return labels, float(d.gather(1, labels[:, None]).sum())
 
 
 def kmeans(points: Tensor, n_clusters: int, seed: int, n_init: int = 3, iterations: int = 100) -> Tensor:
