@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lplgrad.gradnorm import per_sample_sq_norms, per_sample_sq_norms_loop
-from lplgrad.gradnorm import reference
+from lplgrad.gradnorm import batched, reference
 from lplgrad.gradnorm.batched import _BN
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18, TimmNet, TorchvisionNet
@@ -57,7 +57,7 @@ def loop_fallbacks(monkeypatch) -> list:
     """The tensors the batched computation hands to the one-sample loop, call by call."""
     calls = []
     real = reference.per_sample_sq_norms_loop
-    monkeypatch.setattr(reference, "per_sample_sq_norms_loop",
+    monkeypatch.setattr(batched, "per_sample_sq_norms_loop",  # the name batched.py calls
                         lambda m, x, f, params=None: calls.append(params) or real(m, x, f, params))
     return calls
 
