@@ -72,7 +72,7 @@ def timed_scoring(folder: Path, cache: Path, n: int) -> tuple[float, float]:
     strategy = LPLgrad(chunk_size=256)
     with PeakMemory(torch.device("cpu")) as mem:
         t0 = time.perf_counter()
-        result = query(learner, strategy, dm.split, 1, 20, n, dm.pool_dataloader, torch.device("cpu"))
+        result = query(learner, strategy, dm.query_pool(), 1, 20)
         seconds = time.perf_counter() - t0
     assert len(result.candidates) == n and len(result.selected) == 20
     return seconds, mem.peak / 2**20

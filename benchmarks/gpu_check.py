@@ -79,9 +79,17 @@ def score_check(learner, device: torch.device, n: int) -> tuple[bool, str]:
                f"difference {out[0]:.2e} with TF32 off (limit 1e-4), {out[1]:.2e} with a run's TF32 settings"
 
 
+def moved(measures, device: torch.device):
+    """A measures structure (a tensor or a tuple of them) on ``device``."""
+    from lplgrad.query import map_measures
+
+    return map_measures(lambda m: m.to(device), measures)
+
+
 def picks_check(learner, device: torch.device, n: int, k: int) -> list[tuple[bool, str]]:
     """Coreset, BADGE and TypiClust: the same picks from device measures as from CPU ones."""
-    from lplgrad.strategies import BADGE, Coreset, TypiClust, select_top
+    from lplgrad.query import map_measures
+    from lplgrad.strategies import BADGE, Coreset, ScoreContext, TypiClust, select_top
 
     net_learner = learner.to(device).eval()
     g = torch.Generator().manual_seed(1)
@@ -90,12 +98,13 @@ def picks_check(learner, device: torch.device, n: int, k: int) -> list[tuple[boo
     for strategy in (Coreset(), BADGE(), TypiClust(min_size=2), TypiClust(min_size=2, clustering="torch")):
         with torch.no_grad():
             meas = strategy.measure(net_learner, x)  # (n + k, ...) on the device
-        cand, lab = meas[:n], meas[n:] if strategy.uses_labeled else None
+        cand = map_measures(lambda m: m[:n], meas)
+        lab = map_measures(lambda m: m[n:], meas) if strategy.uses_labeled else None
         idx = torch.arange(n)
         picks = []
         for where in (device, torch.device("cpu")):
-            scores = strategy.scores(cand.to(where), None if lab is None else lab.to(where), k,
-                                     torch.Generator().manual_seed(2)).float().cpu()
+            ctx = ScoreContext(0, k, k, torch.Generator().manual_seed(2), None if lab is None else moved(lab, where))
+            scores = strategy.scores(moved(cand, where), ctx).float().cpu()
             picks.append(select_top(idx, scores, k).tolist())
         same = picks[0] == picks[1]
         results.append((same, f"{strategy!r}: {k} picks of {n} scored on {device.type} "

@@ -98,7 +98,7 @@ def lplgrad_costs(data: Path, p: Protocol, sizes: list[int], epochs: int, device
     """Epochs timed between the starts of epochs 1 .. epochs + 1; the last epoch's extra time
     over the median epoch is the round's end."""
     from lplgrad.cli import cli_main
-    from lplgrad.query import query
+    from lplgrad.query import Placement, QueryPool, query
 
     per_epoch, ends = {}, []
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,10 +114,11 @@ def lplgrad_costs(data: Path, p: Protocol, sizes: list[int], epochs: int, device
             ends.append(done - clock.starts[-1] - per_epoch[n])  # the last epoch's extra: the round's end
         learner, dm = cli.model, cli.datamodule
         learner.to(device)
-        query(learner, learner.strategy, dm.split, 0, p.b, 256, dm.pool_dataloader, device)  # warm-up
+        warm = QueryPool(dm.split, 256, dm.pool_dataloader)
+        query(learner, cli.strategy, warm, 0, p.b, Placement(device))  # warm-up
         sync(device)
         t = time.perf_counter()
-        query(learner, learner.strategy, dm.split, 0, p.b, p.subset, dm.pool_dataloader, device)
+        query(learner, cli.strategy, QueryPool(dm.split, p.subset, dm.pool_dataloader), 0, p.b, Placement(device))
         sync(device)
         q = time.perf_counter() - t
     return Costs(per_epoch, q, statistics.median(ends))

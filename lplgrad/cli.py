@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -24,6 +25,7 @@ from lplgrad.module import ActiveLearner
 from lplgrad.numerics import MathModes
 from lplgrad.resume import LAST, check_resume, describe_changes, record_changes
 from lplgrad.runfolder import RunFolder
+from lplgrad.strategies import LPLgrad, QueryStrategy
 
 SUBCOMMANDS = ("fit",)
 #: LightningCLI's other subcommands, not offered: a run evaluates itself every round
@@ -37,6 +39,9 @@ TRAPS = {
     "lr_scheduler": "--model.scheduler (one schedule per optimiser; only M's is stepped unless --model.schedule_aux)",
 }
 _TRAP_OPTION = re.compile(r"^--(" + "|".join(TRAPS) + r")(?:[.=]|$)")
+
+#: options that moved: the old key stops with one line naming the new one (command line or config file)
+MOVED = {"model.strategy": "strategy (a top-level option: the rounds loop owns the query strategy, not the model)"}
 
 
 def trap_message(key: str) -> str:
@@ -52,6 +57,29 @@ def check_traps(args: Sequence[str]) -> None:
         m = _TRAP_OPTION.match(arg)
         if m:
             raise ConfigError(trap_message(m.group(1)))
+    check_moved(args)
+
+
+def _has_key(tree: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def check_moved(args: Sequence[str]) -> None:
+    """Refuse a moved option (:data:`MOVED`) on the command line or in a ``--config`` file."""
+    for old, new in MOVED.items():
+        if any(a == f"--{old}" or a.startswith((f"--{old}.", f"--{old}=")) for a in args):
+            raise ConfigError(f"--{old} has moved: set --{new}")
+        for path in _config_files(args):
+            try:
+                tree = yaml.safe_load(Path(path).read_text())
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                continue  # named by the parser
+            if _has_key(tree, old) or _has_key(tree, f"fit.{old}"):
+                raise ConfigError(f"{path}: {old} has moved: set {new}")
 
 
 class BaseCLI(LightningCLI):
@@ -68,6 +96,14 @@ class BaseCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         parser.add_class_arguments(MathModes, "math", instantiate=False)
+        parser.add_subclass_arguments(QueryStrategy, "strategy", default=lazy_instance(LPLgrad),
+                                      help="The query strategy: how candidates are scored (higher = label first).")
+
+    @property
+    def strategy(self) -> QueryStrategy:
+        """The query strategy, as built from the ``strategy`` option."""
+        cfg = self.config_init.get(self.subcommand) if self.subcommand else self.config_init
+        return cfg.strategy
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -105,6 +141,7 @@ class LPLgradCLI(BaseCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
+        parser.link_arguments("strategy", "loop.strategy", apply_on="instantiate")
         parser.add_lightning_class_args(RoundFigures, "figures")
         parser.add_lightning_class_args(QueryProgressBar, "query_progress")
         parser.add_lightning_class_args(RoundCheckpoint, "checkpoint")

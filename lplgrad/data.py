@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from lplgrad.augment import TensorBatches
 from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import ConfigError, DataError
+from lplgrad.query import QueryPool
 from lplgrad.split import Split, epoch_permutation, mix_seed
 
 
@@ -94,6 +95,10 @@ class PoolData(LightningDataModule):
         false, their rows without pixels (nothing is decoded)."""
         view = self._eval_view if images else Placeholders(self.pool)
         return self.loader(Subset(view, torch.as_tensor(indices).tolist()), self.eval_batch_size)
+
+    def query_pool(self) -> QueryPool:
+        """What a query draws from: the split, the size of S and the pool's loader."""
+        return QueryPool(self.split, self.subset_size, self.pool_dataloader)
 
 
 class ActiveDataModule(PoolData):
@@ -283,8 +288,15 @@ class ActiveDataModule(PoolData):
                                  self.dataset.std)
         return super().pool_dataloader(indices, images)
 
-    def test_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader | TensorBatches:
-        """The test set, or its ``rank::world_size`` shard."""
+    @property
+    def test_view(self) -> Dataset:
+        """The test set as the evaluation sees it: (image, label) with the evaluation transform."""
+        return self._test_view
+
+    def evaluation_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader | TensorBatches:
+        """The test set, or this process's ``rank::world_size`` shard of it (the rounds loop
+        evaluates each round on it; not Lightning's ``test_dataloader`` hook: there is no
+        ``Trainer.test`` stage)."""
         if self.evaluates_on_device:
             return TensorBatches(self.arrays[1], self.test_set.targets, self._test_rows[rank::world_size],
                                  self.eval_batch_size, self.dataset.mean, self.dataset.std)

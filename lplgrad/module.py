@@ -13,7 +13,6 @@ from torch.nn import functional as F
 from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.losses import loss_prediction_loss
 from lplgrad.nets import LossPredictionHead, ResNet18
-from lplgrad.strategies import LPLgrad, QueryStrategy
 
 
 def sgd(params: Iterable) -> torch.optim.Optimizer:
@@ -41,7 +40,6 @@ class ActiveLearner(LightningModule):
 
     Args:
         backbone: builds M from (num_classes, in_channels); returns (logits, stage features).
-        strategy: how candidates are scored (higher = label first).
         num_classes, in_channels: linked from the data module.
         use_aux: train A jointly (LPLgrad, LearningLoss); false trains M alone (the ablation).
         margin, aux_weight: the ranking loss's margin and its weight lambda.
@@ -56,7 +54,6 @@ class ActiveLearner(LightningModule):
     def __init__(
         self,
         backbone: Callable[[int, int], nn.Module] = ResNet18,
-        strategy: QueryStrategy | None = None,
         num_classes: int = 10,
         in_channels: int = 3,
         use_aux: bool = True,
@@ -71,10 +68,7 @@ class ActiveLearner(LightningModule):
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "strategy", "optimizer", "scheduler"])
-        self.strategy = strategy if strategy is not None else LPLgrad()
-        if self.strategy.requires_aux and not use_aux:
-            raise ConfigError(f"{type(self.strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
         self.net = backbone(num_classes, in_channels)
         self.channels_last = channels_last
         if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lplgrad.inference import run_eval
 from lplgrad.split import Split
-from lplgrad.strategies import QueryStrategy, select_top
+from lplgrad.strategies.base import Learner, Measures, QueryStrategy, ScoreContext, select_top
 
 AllGather = Callable[[Tensor], Tensor]  # (n, ...) on each process -> (world, n, ...)
 LoaderFor = Callable[[Tensor, bool], DataLoader]  # (pool indices, with images?) -> their loader, in order
@@ -43,26 +43,47 @@ class QueryResult:
     scores: Tensor  # (N,) their scores (higher = label first)
 
 
-def gather_padded(indices: Tensor, values: Tensor, world_size: int, all_gather: AllGather | None) -> tuple[Tensor, Tensor]:
-    """Concatenate every process's (index, value) rows, whatever each one's row count.
+def map_measures(fn: Callable[[Tensor], Tensor], measures: Measures) -> Measures:
+    """``fn`` applied to every tensor of a measures structure (a tensor or nested tuples of them)."""
+    if isinstance(measures, tuple):
+        return tuple(map_measures(fn, m) for m in measures)
+    return fn(measures)
 
-    Rows are padded to the longest shard for the collective, the padding dropped after, and the
-    result sorted by index so every process holds the same tensors. indices (n,), values (n, ...)
-    The indices come back on the CPU; the values stay on their device (a GPU's measures are
-    scored there: k-center, distances, clustering inputs).
+
+def concat_measures(batches: list[Measures]) -> Measures:
+    """Batches' measures, row-concatenated tensor by tensor. [(B_i, ...)] -> (sum B_i, ...)"""
+    if isinstance(batches[0], tuple):
+        return tuple(concat_measures([b[i] for b in batches]) for i in range(len(batches[0])))
+    return torch.cat(batches)
+
+
+def _gather_rows(values: Tensor, counts: list[int], all_gather: AllGather) -> Tensor:
+    """Every process's rows of ``values`` (n, ...), padded to the longest shard for the
+    collective and the padding dropped after, in rank order."""
+    pad = max(counts) - len(values)
+    padded = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
+    everyone = all_gather(padded)  # (world, longest, ...)
+    return torch.cat([everyone[r, :c] for r, c in enumerate(counts)])
+
+
+def gather_padded(indices: Tensor, values: Measures, world_size: int, all_gather: AllGather | None) -> tuple[Tensor, Measures]:
+    """Concatenate every process's (index, measures) rows, whatever each one's row count.
+
+    The result is sorted by index so every process holds the same tensors. indices (n,), every
+    tensor of values (n, ...). The indices come back on the CPU; the values stay on their device
+    (a GPU's measures are scored there: k-center, distances, clustering inputs).
     """
+    device = _first_tensor(values).device
     if world_size > 1:
-        n = torch.tensor([len(indices)], device=values.device)
-        counts = all_gather(n).reshape(-1).tolist()  # (world,)
-        longest = max(counts)
-        pad = longest - len(indices)
-        idx = torch.cat([indices.to(values.device), indices.new_full((pad,), -1).to(values.device)])
-        val = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
-        all_idx, all_val = all_gather(idx), all_gather(val)  # (world, longest), (world, longest, ...)
-        indices = torch.cat([all_idx[r, :c] for r, c in enumerate(counts)])
-        values = torch.cat([all_val[r, :c] for r, c in enumerate(counts)])
+        counts = all_gather(torch.tensor([len(indices)], device=device)).reshape(-1).tolist()  # (world,)
+        indices = _gather_rows(indices.to(device), counts, all_gather)
+        values = map_measures(lambda v: _gather_rows(v, counts, all_gather), values)
     order = torch.argsort(indices)
-    return indices[order].cpu(), values[order.to(values.device)]
+    return indices[order].cpu(), map_measures(lambda v: v[order.to(v.device)], values)
+
+
+def _first_tensor(measures: Measures) -> Tensor:
+    return _first_tensor(measures[0]) if isinstance(measures, tuple) else measures
 
 
 def shard(indices: Tensor, rank: int, world_size: int) -> Tensor:
@@ -70,66 +91,64 @@ def shard(indices: Tensor, rank: int, world_size: int) -> Tensor:
     return indices[rank::world_size]
 
 
-def measure(learner: nn.Module, strategy: QueryStrategy, loader: DataLoader, device: torch.device,
-            on_batch: Callable[[int], None] | None = None) -> Tensor:
-    """``strategy.measure`` over a loader, ``learner`` in eval mode. -> (n, ...)"""
-    out = run_eval(learner, loader, device, lambda x, _: strategy.measure(learner, x).detach(), on_batch)
-    return torch.cat(out) if out else torch.zeros(0, device=device)
+def measure(learner: Learner, strategy: QueryStrategy, loader: DataLoader, device: torch.device,
+            on_batch: Callable[[int], None] | None = None) -> Measures:
+    """``strategy.measure`` over a loader, ``learner`` in eval mode. -> (n, ...), or a tuple of such"""
+    out = run_eval(learner, loader, device, lambda x, _: map_measures(Tensor.detach, strategy.measure(learner, x)),
+                   on_batch)
+    return concat_measures(out) if out else torch.zeros(0, device=device)
 
 
-def score_and_select(
-    strategy: QueryStrategy,
-    cand_idx: Tensor,
-    cand_measures: Tensor,
-    labeled_measures: Tensor | None,
-    k: int,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor]:
+def score_and_select(strategy: QueryStrategy, cand_idx: Tensor, cand_measures: Measures,
+                     ctx: ScoreContext) -> tuple[Tensor, Tensor]:
     """(selected indices (k,), scores of every candidate (N,)) from the gathered measures."""
-    scores = strategy.scores(cand_measures, labeled_measures, k, generator).float().cpu()
-    return select_top(cand_idx, scores, k), scores
+    scores = strategy.scores(cand_measures, ctx).float().cpu()
+    return select_top(cand_idx, scores, ctx.k), scores
 
 
 @dataclass
-class Sharding:
-    """Which shard this process measures, and how the shards are gathered (one process: no collective)."""
+class Placement:
+    """Where this process measures: its device, its shard, and how the shards are gathered (one
+    process: no collective)."""
 
+    device: torch.device = torch.device("cpu")
     rank: int = 0
     world: int = 1
     all_gather: AllGather | None = None
 
 
-def _measure_shard(learner: nn.Module, strategy: QueryStrategy, indices: Tensor, loader_for: LoaderFor,
-                   device: torch.device, sharding: Sharding, progress: QueryProgress, what: str) -> tuple[Tensor, Tensor]:
-    mine = shard(indices, sharding.rank, sharding.world)
+@dataclass
+class QueryPool:
+    """What a query draws from: the split (labeled set, pool, the round's candidate subset S), S's
+    size (None: the whole unlabeled pool), and the loader over any pool indices."""
+
+    split: Split
+    subset_size: int | None
+    loader_for: LoaderFor
+
+
+def _measure_shard(learner: Learner, strategy: QueryStrategy, indices: Tensor, loader_for: LoaderFor,
+                   where: Placement, progress: QueryProgress, what: str) -> tuple[Tensor, Measures]:
+    mine = shard(indices, where.rank, where.world)
     probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
     progress.start(len(probe), what)
-    meas = measure(learner, strategy, loader_for(probe, strategy.needs_images), device, progress.advance)
+    meas = measure(learner, strategy, loader_for(probe, strategy.needs_images), where.device, progress.advance)
     progress.end()
-    return gather_padded(mine, meas[: len(mine)], sharding.world, sharding.all_gather)
+    return gather_padded(mine, map_measures(lambda m: m[: len(mine)], meas), where.world, where.all_gather)
 
 
-def query(
-    learner: nn.Module,
-    strategy: QueryStrategy,
-    split: Split,
-    round_: int,
-    k: int,
-    subset_size: int | None,
-    loader_for: LoaderFor,
-    device: torch.device,
-    sharding: Sharding | None = None,
-    progress: QueryProgress | None = None,
-) -> QueryResult:
-    """Score round ``round_``'s candidates (S of ``subset_size``, or the whole pool) and select
-    the ``k`` best. The same on every process; ``sharding`` splits the measuring between them."""
-    sharding = sharding or Sharding()
+def query(learner: Learner, strategy: QueryStrategy, pool: QueryPool, round_: int, k: int,
+          where: Placement | None = None, progress: QueryProgress | None = None) -> QueryResult:
+    """Score round ``round_``'s candidates (S, or the whole pool) and select the ``k`` best. The
+    same on every process; ``where`` says which shard of the measuring this one does."""
+    where = where or Placement()
     progress = progress or QueryProgress()
-    cand = split.candidates(round_, subset_size)
-    cand_idx, cand_meas = _measure_shard(learner, strategy, cand, loader_for, device, sharding, progress, "candidates")
+    split = pool.split
+    cand = split.candidates(round_, pool.subset_size)
+    cand_idx, cand_meas = _measure_shard(learner, strategy, cand, pool.loader_for, where, progress, "candidates")
     lab_meas = None
     if strategy.uses_labeled and len(split):
-        _, lab_meas = _measure_shard(learner, strategy, split.labeled, loader_for, device, sharding, progress, "labeled")
-    selected, scores = score_and_select(strategy, cand_idx, cand_meas, lab_meas, k,
-                                        split.generator(round_, "strategy"))
+        _, lab_meas = _measure_shard(learner, strategy, split.labeled, pool.loader_for, where, progress, "labeled")
+    ctx = ScoreContext(round_, len(split), k, split.generator(round_, "strategy"), lab_meas)
+    selected, scores = score_and_select(strategy, cand_idx, cand_meas, ctx)
     return QueryResult(selected, cand_idx, scores)

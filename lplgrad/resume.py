@@ -36,6 +36,17 @@ FREE = (
 ADDED = {"math.matmul_precision": "highest", "math.cudnn_tf32": True}
 
 
+#: keys that moved since earlier runs were saved: such a run's config.yaml is read with the new names
+RENAMED = {"model.strategy": "strategy"}
+
+
+def _renamed(key: str) -> str:
+    for old, new in RENAMED.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old):]
+    return key
+
+
 def resumable(run: Path, ckpt_dir: Path) -> bool:
     return (ckpt_dir / LAST).is_file() and not (run / "finished.json").exists()
 
@@ -128,7 +139,7 @@ def _free(key: str) -> bool:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (the run's value, this command's value), for the keys that matter to training or selection."""
-    a, b = {**ADDED, **_flat(saved)}, _flat(now)
+    a, b = {**ADDED, **{_renamed(k): v for k, v in _flat(saved).items()}}, _flat(now)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if not _free(k) and a.get(k) != b.get(k)}
 

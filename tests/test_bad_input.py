@@ -34,10 +34,10 @@ def fails(args, capsys, code=2) -> str:
     (["--data.initial_size", "0"], "initial_size must be positive"),
     (["--loop.epochs_per_round", "0"], "epochs_per_round must be positive"),
     (["--data.initial_size", "40"], "initial_size (40) is larger than data.budget"),
-    (["--model.strategy", "lplgrad.strategies.Nope"], "has no attribute 'Nope'"),
+    (["--strategy", "lplgrad.strategies.Nope"], "has no attribute 'Nope'"),
     (["--model.backbone", "lplgrad.nets.Nope"], "lplgrad.nets.Nope"),
-    (["--model.strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false"], "set model.use_aux true"),
-    (["--model.strategy.init_args.norm", "l1"], "model.strategy.init_args.norm"),
+    (["--strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false"], "set model.use_aux true"),
+    (["--strategy.init_args.norm", "l1"], "strategy.init_args.norm"),
 ])
 def test_bad_settings(tmp_path, capsys, extra, words):
     line = fails(base(tmp_path, *extra), capsys)

@@ -75,7 +75,7 @@ def test_label_refuses_lightning_optimizer_options(tmp_path, capsys, trap, where
 
 
 def test_label_config_error_from_the_model_is_one_line(tmp_path, capsys):
-    args = label_args(tmp_path, "--model.strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false")
+    args = label_args(tmp_path, "--strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false")
     assert "set model.use_aux true" in one_line(label_main, args, capsys, "lplgrad.label")
 
 

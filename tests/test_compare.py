@@ -215,7 +215,7 @@ def test_plan_builds_the_documented_command(tmp_path):
     abl = jobs[4]
     assert abl.command == [
         "PY", "-m", "lplgrad", "fit", "--config", "a.yaml", "--config", "b.yaml", "--seed_everything", "3",
-        "--model.strategy", "lplgrad.strategies.LPLgrad", "--model.use_aux", "false",
+        "--strategy", "lplgrad.strategies.LPLgrad", "--model.use_aux", "false",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
         "--trainer.logger.init_args.name", "LPLgrad-wo-A", "--trainer.logger.init_args.version", "seed3",
         "--trainer.enable_progress_bar", "false", "--data.budget", "50",

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from helpers.runs import HANG_S
 from lplgrad.nets import SmallCNN
 from lplgrad.query import gather_padded, measure, score_and_select, shard
+from lplgrad.strategies import ScoreContext
 from lplgrad.records import read_rounds
 from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
 from tiny import tiny_fit_args
@@ -49,7 +50,8 @@ def select(name: str, n: int, k: int, rank: int, world: int, all_gather) -> torc
 
     cand_idx, cand_meas = measured(cand)
     lab_meas = measured(labeled)[1] if strategy.uses_labeled else None
-    return score_and_select(strategy, cand_idx, cand_meas, lab_meas, k, torch.Generator().manual_seed(7))[0]
+    ctx = ScoreContext(0, len(labeled), k, torch.Generator().manual_seed(7), lab_meas)
+    return score_and_select(strategy, cand_idx, cand_meas, ctx)[0]
 
 
 def _worker(rank: int, world: int, port: int, name: str, n: int, k: int, out: str) -> None:

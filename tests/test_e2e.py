@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lplgrad import strategies
 from lplgrad.cli import cli_main
+from lplgrad.strategies import QueryStrategy
 from lplgrad.records import read_rounds
 
 def run_dir(tmp_path) -> Path:
@@ -55,22 +57,44 @@ def test_tensorboard_has_accuracy_per_round(tmp_path, tiny_fit):
     assert "al/query_seconds" in acc.Tags()["scalars"]
 
 
-@pytest.mark.parametrize("strategy", ["Random", "Entropy", "Margin", "LeastConfidence",
-                                      "LearningLoss", "EntGradNorm", "Coreset"])
-def test_every_strategy_runs(tmp_path, tiny_fit, strategy):
-    extra = ["--model.strategy", f"lplgrad.strategies.{strategy}", "--data.budget", "35"]
-    if strategy in ("Random", "Entropy", "Margin", "LeastConfidence", "EntGradNorm", "Coreset"):
-        extra += ["--model.use_aux", "false"]
-    cli = cli_main(tiny_fit(*extra))
-    assert len(cli.datamodule.split.labeled) == 35
-    assert (cli.model.loss_head is None) == ("false" in extra)
+#: every query strategy the package exports, each run with A exactly when it says it reads A
+EXPORTED = sorted(n for n in strategies.__all__ if isinstance(getattr(strategies, n), type)
+                  and issubclass(getattr(strategies, n), QueryStrategy) and getattr(strategies, n) is not QueryStrategy)
+#: the init args a strategy cannot do without
+NEEDS = {"SwitchAt": ["--strategy.init_args.first", "lplgrad.strategies.TypiClust",
+                      "--strategy.init_args.then", "lplgrad.strategies.BADGE", "--strategy.init_args.labeled", "30"]}
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_every_strategy_runs(tmp_path, tiny_fit, name):
+    use_aux = getattr(strategies, name).requires_aux
+    cli = cli_main(tiny_fit("--strategy", f"lplgrad.strategies.{name}", *NEEDS.get(name, []),
+                            "--model.use_aux", str(use_aux).lower(), "--data.budget", "35"))
+    initial = cli.datamodule.split.labeled[:20].tolist()
+    (first, last) = read_rounds(run_dir(tmp_path) / "rounds.jsonl")
+    assert len(first["queried"]) == 15 == len(set(first["queried"]) - set(initial)) and last["queried"] == []
+    assert cli.datamodule.split.labeled.tolist() == initial + first["queried"]  # the query's picks, best first
+    assert json.loads((run_dir(tmp_path) / "finished.json").read_text())["strategy"].startswith(name + "(")
+
+
+def test_the_old_strategy_key_names_the_new_one(tmp_path, tiny_fit, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(tiny_fit("--model.strategy", "lplgrad.strategies.Random"))
+    assert "--model.strategy has moved: set --strategy" in capsys.readouterr().err
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  strategy:\n    class_path: lplgrad.strategies.Random\n")
+    with pytest.raises(SystemExit):
+        cli_main(tiny_fit("--config", str(old)))
+    assert f"{old}: model.strategy has moved: set strategy" in capsys.readouterr().err
 
 
 def test_command_line_overrides(tmp_path, tiny_fit):
     args = tiny_fit("--model.margin", "0.5", "--seed_everything", "3",
-                     "--model.strategy.init_args.norm", "global", "--data.budget", "35")
+                     "--strategy.init_args.norm", "global", "--data.budget", "35")
     cli = cli_main(args[1:], run=False)  # without the "fit" subcommand: build only
-    assert cli.model.margin == 0.5 and cli.model.strategy.norm == "global"
+    assert cli.model.margin == 0.5 and cli.strategy.norm == "global"
+    (loop,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ActiveLearningLoop"]
+    assert loop.strategy is cli.strategy  # the rounds loop owns it
     assert cli.model.net.linear.out_features == 10 and cli.model.hparams.in_channels == 1  # linked from data
     cli.trainer.fit(cli.model, cli.datamodule)
     assert os.environ["PL_GLOBAL_SEED"] == "3"
@@ -101,7 +125,7 @@ def test_lplgrad_without_aux_is_ent_gradnorm(tmp_path, tiny_fit):
     the same seed they train, query and score alike, round for round."""
     runs = {}
     for name in ("LPLgrad", "EntGradNorm"):
-        cli_main(tiny_fit("--model.strategy", f"lplgrad.strategies.{name}", "--model.use_aux", "false",
+        cli_main(tiny_fit("--strategy", f"lplgrad.strategies.{name}", "--model.use_aux", "false",
                           "--loop.epochs_per_round", "2", save_dir=tmp_path / name / "logs"))
         d = run_dir(tmp_path / name)
         runs[name] = ([(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],

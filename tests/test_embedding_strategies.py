@@ -1,10 +1,12 @@
 """BADGE, TypiClust and the switch from one to the other, on hand-built cases."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
 from lplgrad.query import score_and_select
-from lplgrad.strategies import BADGE, SwitchAt, TypiClust
+from lplgrad.strategies import BADGE, Coreset, ScoreContext, SwitchAt, TypiClust
 from lplgrad.strategies.badge import gradient_factors, kmeans_pp, sq_dist_to
 from lplgrad.strategies.typiclust import typicality, typiclust_picks
 
@@ -54,9 +56,10 @@ def test_badge_measures_and_selects_through_the_query_path():
     learner.net = Linear2()
     x = torch.randn(20, 2, generator=torch.Generator().manual_seed(1))
     strategy = BADGE()
-    m = strategy.measure(learner, x)
-    assert m.shape == (20, 5) and torch.allclose(m[:, 3:], x) and torch.allclose(m[:, :3].sum(1), torch.ones(20))
-    selected, scores = score_and_select(strategy, torch.arange(100, 120), m, None, 4, torch.Generator().manual_seed(2))
+    probs, h = strategy.measure(learner, x)  # no state kept: what scores needs is in the measures
+    assert probs.shape == (20, 3) and torch.allclose(h, x) and torch.allclose(probs.sum(1), torch.ones(20))
+    ctx = ScoreContext(0, 0, 4, torch.Generator().manual_seed(2))
+    selected, scores = score_and_select(strategy, torch.arange(100, 120), (probs, h), ctx)
     assert len(set(selected.tolist())) == 4 and (scores > 0).sum() == 4
 
 
@@ -80,7 +83,7 @@ def test_typiclust_picks_the_centres_of_the_largest_uncovered_clusters(clusterin
 
 def test_typiclust_scores_through_the_strategy():
     a, b = blob([0, 0], 12), blob([5, 5], 12)
-    scores = TypiClust(min_size=2).scores(torch.cat([a, b]).float(), None, 2, torch.Generator().manual_seed(0))
+    scores = TypiClust(min_size=2).scores(torch.cat([a, b]).float(), ScoreContext(0, 0, 2, torch.Generator().manual_seed(0)))
     assert sorted(torch.nonzero(scores).flatten().tolist()) == [0, 12]
 
 
@@ -94,14 +97,25 @@ def test_switch_uses_the_first_strategy_below_the_size_then_the_second():
         def measure(self, learner, x):
             return torch.full((len(x),), self.value)
 
-        def scores(self, measures, labeled, k, generator):
+        def scores(self, measures, ctx):
             return measures + torch.arange(len(measures)) * self.value
 
     s = SwitchAt(Fixed(1.0), Fixed(-1.0), labeled=3)
+    assert not s.uses_labeled  # the labeled set's size comes with the context: it is not measured
     m = s.measure(None, torch.zeros(4, 1))
-    assert m.shape == (4, 2)
-    assert s.scores(m, torch.zeros(2, 2), 1, None).tolist() == [1.0, 2.0, 3.0, 4.0]  # 2 labeled: first
-    assert s.scores(m, torch.zeros(3, 2), 1, None).tolist() == [-1.0, -2.0, -3.0, -4.0]  # 3 labeled: second
+    assert [t.tolist() for t in m] == [[1.0] * 4, [-1.0] * 4]
+    at = [ScoreContext(0, n, 1, torch.Generator()) for n in (2, 3)]
+    assert s.scores(m, at[0]).tolist() == [1.0, 2.0, 3.0, 4.0]  # 2 labeled: first
+    assert s.scores(m, at[1]).tolist() == [-1.0, -2.0, -3.0, -4.0]  # 3 labeled: second
+
+
+def test_switch_passes_the_labeled_measures_of_the_strategy_it_uses():
+    s = SwitchAt(TypiClust(min_size=2), Coreset(), labeled=3)
+    assert s.uses_labeled
+    feats = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    cand, lab = s.measure(SimpleNamespace(net=Linear2()), feats), (feats[:3], feats[:3])
+    direct = Coreset().scores(feats, ScoreContext(1, 3, 2, torch.Generator(), feats[:3]))
+    assert s.scores(cand, ScoreContext(1, 3, 2, torch.Generator(), lab)).tolist() == direct.tolist()
 
 
 def test_torch_kmeans_finds_separated_groups_and_takes_the_best_seeding():

@@ -59,7 +59,7 @@ def test_scalars_per_class_and_class_balance_every_round(runs):
     initial = torch.bincount(dm.labels(dm.split.labeled[:20]), minlength=10).tolist()
     assert [r.acc.Scalars(f"al/class_balance/{n}")[0].value for n in names] == initial
     # per-class accuracies are the loop's torchmetrics values, their support-weighted mean the accuracy
-    test_y = torch.tensor([int(y) for _, y in dm._test_view])
+    test_y = torch.tensor([int(y) for _, y in dm.test_view])
     support = torch.bincount(test_y, minlength=10).double()
     acc = {e.step: e.value for e in r.acc.Scalars("al/test_acc")}
     for i, step in enumerate(STEPS):
@@ -121,7 +121,7 @@ def test_projector_files_per_round(runs):
         assert len(meta) == POINTS + 1
         for row in meta[1:]:  # the metadata's labels are the test images' labels
             label, pred, correct, pos = row.split("\t")
-            assert label == names[dm._test_view[int(pos)][1]] and (correct == "yes") == (label == pred)
+            assert label == names[dm.test_view[int(pos)][1]] and (correct == "yes") == (label == pred)
         sprite = Image.open(d / "sprite.png")
         assert sprite.size[0] == sprite.size[1] >= 7 * 8  # ceil(sqrt(40)) = 7 thumbnails a side
     # the same fixed sample of test images every round

@@ -1,13 +1,15 @@
 """The LightningModule: joint loss, detaching after epoch_loss, odd batches, fresh optimisers per round."""
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Callback
 
 from lplgrad.cli import cli_main
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
-from lplgrad.strategies import Entropy, LearningLoss
+from lplgrad.errors import ConfigError
+from lplgrad.strategies import Entropy, LearningLoss, check_learner
 from tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,14 +43,12 @@ def test_features_detached_after_epoch_loss():
 
 
 def test_without_aux_and_strategy_needing_it():
-    m = learner(use_aux=False, strategy=Entropy())
+    m = learner(use_aux=False)
     assert m.loss_head is None and len(m.configure_optimizers()[0]) == 1
-    try:
-        learner(use_aux=False, strategy=LearningLoss())
-    except ValueError as e:
-        assert "use_aux" in str(e)
-    else:
-        raise AssertionError("LearningLoss without A must be refused")
+    check_learner(Entropy(), m)
+    with pytest.raises(ConfigError, match="set model.use_aux true"):
+        check_learner(LearningLoss(), m)
+    check_learner(LearningLoss(), learner(use_aux=True))
 
 
 class Spy(Callback):

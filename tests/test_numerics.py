@@ -26,3 +26,13 @@ def test_a_run_saved_before_the_math_options_resumes_with_their_defaults():
     assert differences(old, {"model": {"margin": 1.0}, "math": {"matmul_precision": "highest", "cudnn_tf32": True}}) == {}
     assert differences(old, {"model": {"margin": 1.0}, "math": {"matmul_precision": "high", "cudnn_tf32": True}}) == {
         "math.matmul_precision": ("highest", "high")}
+
+
+def test_a_run_saved_with_the_strategy_in_the_model_resumes_under_the_new_key():
+    math = {"matmul_precision": "highest", "cudnn_tf32": True}
+    old = {"model": {"margin": 1.0, "strategy": {"class_path": "lplgrad.strategies.LPLgrad", "init_args": {"norm": "global"}}}}
+    now = {"model": {"margin": 1.0}, "math": math,
+           "strategy": {"class_path": "lplgrad.strategies.LPLgrad", "init_args": {"norm": "global"}}}
+    assert differences(old, now) == {}
+    now["strategy"]["class_path"] = "lplgrad.strategies.Random"
+    assert differences(old, now) == {"strategy.class_path": ("lplgrad.strategies.LPLgrad", "lplgrad.strategies.Random")}

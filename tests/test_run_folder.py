@@ -94,10 +94,10 @@ def _unfinished(tmp_path) -> list[str]:
 def test_resume_with_another_config_stops_unless_allowed(tmp_path, capsys):
     args = _unfinished(tmp_path)
     saved = (run_dir(tmp_path) / "config.yaml").read_text()
-    line = fails(args + ["--ckpt_path", "last", "--model.strategy", "lplgrad.strategies.Random",
+    line = fails(args + ["--ckpt_path", "last", "--strategy", "lplgrad.strategies.Random",
                          "--data.query_size", "5"], capsys)
     assert "differs from the run's" in line and "--allow_config_change true" in line
-    assert "model.strategy.class_path: 'lplgrad.strategies.LPLgrad' -> 'lplgrad.strategies.Random'" in line
+    assert "strategy.class_path: 'lplgrad.strategies.LPLgrad' -> 'lplgrad.strategies.Random'" in line
     assert "data.query_size: 10 -> 5" in line
     assert (run_dir(tmp_path) / "config.yaml").read_text() == saved  # untouched
     # what does not change training or selection may change

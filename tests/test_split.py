@@ -82,8 +82,8 @@ def test_a_strategy_that_needs_no_images_decodes_none(tiny_fit, monkeypatch):
     decoded = []
     original = Transformed.__getitem__
     monkeypatch.setattr(Transformed, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
-    rnd = query(learner, Random(), dm.split, 0, 15, dm.subset_size, dm.pool_dataloader, torch.device("cpu"))
+    rnd = query(learner, Random(), dm.query_pool(), 0, 15)
     assert decoded == [] and len(rnd.selected) == 15 and len(rnd.candidates) == 60
-    ent = query(learner, Entropy(), dm.split, 0, 15, dm.subset_size, dm.pool_dataloader, torch.device("cpu"))
+    ent = query(learner, Entropy(), dm.query_pool(), 0, 15)
     assert len(decoded) == 60 and torch.equal(ent.candidates, rnd.candidates)
     assert learner.training  # the query leaves the mode as it found it

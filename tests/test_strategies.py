@@ -15,6 +15,7 @@ from lplgrad.strategies import (
     LPLgrad,
     Margin,
     Random,
+    ScoreContext,
     k_center_greedy,
     select_top,
 )
@@ -28,7 +29,7 @@ class FakeNet:
 
 
 class FakeLearner:
-    """What the strategies read: ``.net(x)`` -> (logits, [features]) and ``.loss_head(features)``.
+    """A :class:`lplgrad.strategies.Learner`: ``.net(x)`` -> (logits, [features]) and ``.loss_head(features)``.
 
     The loss head "predicts" the first feature of each sample as its loss."""
 
@@ -48,7 +49,13 @@ def pick(strategy, x, k, indices=None, labeled=None, seed=0):
     meas = strategy.measure(learner, x)
     lab = strategy.measure(learner, labeled) if labeled is not None else None
     idx = torch.arange(len(x)) if indices is None else indices
-    return score_and_select(strategy, idx, meas, lab, k, torch.Generator().manual_seed(seed))
+    return score_and_select(strategy, idx, meas, context(k, lab, seed))
+
+
+def context(k, labeled=None, seed=0, n_labeled=None):
+    """The score context of round 0 with ``k`` to select."""
+    n = n_labeled if n_labeled is not None else (0 if labeled is None else len(labeled))
+    return ScoreContext(0, n, k, torch.Generator().manual_seed(seed), labeled)
 
 
 def hand_entropy(p):
@@ -151,7 +158,7 @@ def test_gradnorm_ranks_by_a_hand_computed_gradient(cls, norm):
     assert scores.tolist() == pytest.approx([by_hand(xi) for xi in x], rel=1e-5, abs=1e-7)
     assert scores[2].item() == pytest.approx(0.0, abs=1e-7)  # uniform output: H at its maximum, zero gradient
     assert scores[1] > scores[0]  # same logits, longer input
-    selected, _ = score_and_select(cls(norm=norm), torch.arange(4), scores, None, 4, torch.Generator())
+    selected, _ = score_and_select(cls(norm=norm), torch.arange(4), scores, context(4))
     assert selected.tolist() == sorted(range(4), key=lambda i: -by_hand(x[i]))
     assert selected[-1].item() == 2
 
@@ -241,7 +248,7 @@ def test_coreset_scores_and_select_top_give_the_greedy_set():
     measures = strategy.measure(FakeLearner(), feats)
     assert torch.allclose(measures, feats)  # the pooled features of the fake net are its input
     for k in (1, 4, 12):
-        scores = strategy.scores(measures, strategy.measure(FakeLearner(), labeled), k, torch.Generator())
+        scores = strategy.scores(measures, context(k, strategy.measure(FakeLearner(), labeled)))
         greedy = brute_force_k_center(feats, labeled, k)
         assert select_top(pool, scores, k).tolist() == pool[greedy].tolist()  # same set, greedy order
     selected, _ = pick(Coreset(), feats, 4, indices=pool, labeled=labeled)

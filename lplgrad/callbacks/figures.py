@@ -103,9 +103,8 @@ def _view(dm, event: RoundEnd) -> _RoundView:
     names = [str(n) for n in dm.dataset.class_names()]
     if len(names) != dm.num_classes:
         names = [str(i) for i in range(dm.num_classes)]
-    labeled = dm.split.labeled
     selected = event.selected.cpu() if event.selected is not None else None
-    trained_on = labeled if selected is None else labeled[~torch.isin(labeled, selected)]  # the picks are added
+    trained_on = event.labeled_before
     counts = torch.bincount(dm.labels(trained_on), minlength=dm.num_classes)
     added = torch.bincount(dm.labels(selected), minlength=dm.num_classes) if selected is not None else None
     return _RoundView(event, names, trained_on, counts, added, event.metrics["per_class_acc"].float().cpu())
@@ -204,7 +203,7 @@ class RoundFigures(RoundCallback):
 
     def _embedding_sample(self, dm) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(test positions, images, labels, thumbnails) of the fixed sample, loaded once per run."""
-        test = dm._test_view
+        test = dm.test_view
         if self._sample is None or self._sample[0] != len(test):
             idx = self.embedding_indices(len(test))
             items = [test[int(i)] for i in idx]

@@ -24,7 +24,8 @@ from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError
 from lplgrad.evaluation import evaluate
 from lplgrad.callbacks.base import RoundEnd, round_callbacks
-from lplgrad.query import QueryProgress, QueryResult, Sharding, query
+from lplgrad.query import Placement, QueryProgress, QueryResult, query
+from lplgrad.strategies import LPLgrad, QueryStrategy, check_learner
 from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
 
 
@@ -106,16 +107,20 @@ class _ForwardProgress(QueryProgress):
 
 
 class ActiveLearningLoop(Callback):
-    """Runs the query rounds; owns ``trainer.fit_loop.max_epochs``.
+    """Runs the query rounds; owns the query strategy and ``trainer.fit_loop.max_epochs``.
 
     Args:
+        strategy: how candidates are scored (higher = label first); the CLI links it from the
+            top-level ``strategy`` option. Default: LPLgrad.
         epochs_per_round: training epochs on the labeled set in each round.
         save_candidates: write every round's candidates and scores to ``candidates/round_NNN.csv``.
     """
 
-    def __init__(self, epochs_per_round: int = 200, save_candidates: bool = True) -> None:
+    def __init__(self, strategy: QueryStrategy | None = None, epochs_per_round: int = 200,
+                 save_candidates: bool = True) -> None:
         if epochs_per_round < 1:
             raise ConfigError(f"loop.epochs_per_round must be positive, got {epochs_per_round}")
+        self.strategy = strategy if strategy is not None else LPLgrad()
         self.epochs_per_round = epochs_per_round
         self.save_candidates = save_candidates
         self.round = 0
@@ -146,6 +151,7 @@ class ActiveLearningLoop(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not isinstance(trainer.datamodule, ActiveDataModule):
             raise TypeError("the active-learning loop needs an lplgrad.data.ActiveDataModule as data")
+        check_learner(self.strategy, pl_module)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm: ActiveDataModule = trainer.datamodule
@@ -155,7 +161,7 @@ class ActiveLearningLoop(Callback):
         rank_zero_info(
             f"Active learning: {self.round + left} rounds of {self.epochs_per_round} epochs, "
             f"{len(dm.split)} labeled of a pool of {dm.pool_size}, b={dm.query_size}, "
-            f"S={dm.subset_size}, budget {dm.target_size}, strategy {pl_module.strategy!r}"
+            f"S={dm.subset_size}, budget {dm.target_size}, strategy {self.strategy!r}"
         )
         self._round_t0 = time.monotonic()
 
@@ -176,11 +182,11 @@ class ActiveLearningLoop(Callback):
         train_seconds = time.monotonic() - self._round_t0
         rank, world = trainer.global_rank, trainer.world_size
         share_rank0_buffers(learner)
-        metrics = evaluate(learner.net, dm.test_dataloader(rank, world), dm.num_classes, learner.device)
-        n_labeled = len(dm.split)
+        metrics = evaluate(learner.net, dm.evaluation_dataloader(rank, world), dm.num_classes, learner.device)
+        before = dm.split.labeled.clone()
         row: dict[str, Any] = {
             "round": self.round,
-            "labeled": n_labeled,
+            "labeled": len(before),
             "test_acc": float(metrics["acc"]),
             "train_seconds": round(train_seconds, 3),
             "query_seconds": 0.0,
@@ -201,12 +207,12 @@ class ActiveLearningLoop(Callback):
                 write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
                                  result.candidates, result.scores, result.selected)
         self.history.append(row)
-        event = RoundEnd(self.round, n_labeled, metrics, row["train_seconds"], row["query_seconds"],
-                         *((result.candidates, result.scores, result.selected) if result else ()))
+        event = RoundEnd(self.round, before, dm.split.labeled.clone(), metrics, row["train_seconds"],
+                         row["query_seconds"], *((result.candidates, result.scores, result.selected) if result else ()))
         for cb in round_callbacks(trainer):
             cb.on_round_end(trainer, learner, event)
-        row.update(event.extra)
-        self._record(trainer, row, event.notes, finished=k == 0)
+        row.update(event.fields)
+        self._record(trainer, row, event.lines, finished=k == 0)
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
@@ -220,9 +226,8 @@ class ActiveLearningLoop(Callback):
     def query(self, trainer: Trainer, learner: LightningModule, k: int) -> QueryResult:
         """Score this round's candidates, every process its shard, and select ``k`` of them."""
         dm: ActiveDataModule = trainer.datamodule
-        sharding = Sharding(trainer.global_rank, trainer.world_size, trainer.strategy.all_gather)
-        return query(learner, learner.strategy, dm.split, self.round, k, dm.subset_size, dm.pool_dataloader,
-                     learner.device, sharding, _ForwardProgress(trainer, learner))
+        where = Placement(learner.device, trainer.global_rank, trainer.world_size, trainer.strategy.all_gather)
+        return query(learner, self.strategy, dm.query_pool(), self.round, k, where, _ForwardProgress(trainer, learner))
 
     @staticmethod
     def _check_processes_agree(trainer: Trainer, labeled: torch.Tensor, round_: int) -> None:
@@ -256,5 +261,5 @@ class ActiveLearningLoop(Callback):
             if finished:
                 atomic_write(run / "finished.json", json.dumps({
                     "rounds": len(self.history), "labeled": n, "final_test_acc": row["test_acc"],
-                    "strategy": repr(trainer.lightning_module.strategy),
+                    "strategy": repr(self.strategy),
                 }) + "\n")

@@ -54,8 +54,8 @@ class StopSignal(RoundCallback):
         if k is not None:
             self.kappas.append(k)
         suggested = stopping.stop_suggested(self.kappas, self.threshold, self.rounds)
-        event.extra.update(stop_kappa=k, stop_suggested=suggested)
+        event.record(stop_kappa=k, stop_suggested=suggested)
         if k is not None:
             for logger in trainer.loggers:
                 logger.log_metrics({"al/stop_kappa": k}, step=event.step)
-        event.notes.append(stopping.describe(k, self.kappas, self.threshold, self.rounds))
+        event.note(stopping.describe(k, self.kappas, self.threshold, self.rounds))

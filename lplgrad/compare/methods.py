@@ -11,7 +11,7 @@ from dataclasses import dataclass
 class Method:
     name: str  # as shown in the tables
     slug: str  # the run folder's name (no spaces or slashes)
-    strategy: str | None  # class path given to --model.strategy (None: the configs say)
+    strategy: str | None  # class path given to --strategy (None: the configs say)
     use_aux: bool | None  # --model.use_aux (None: the configs say)
     configs: tuple[str, ...] = ()  # config files layered after the base config
 
@@ -20,10 +20,10 @@ class Method:
         return [a for c in self.configs for a in ("--config", c)]
 
     def strategy_options(self) -> list[str]:
-        """``--model.strategy`` and ``--model.use_aux``, where the method sets them."""
+        """``--strategy`` and ``--model.use_aux``, where the method sets them."""
         out = []
         if self.strategy is not None:
-            out += ["--model.strategy", self.strategy]
+            out += ["--strategy", self.strategy]
         if self.use_aux is not None:
             out += ["--model.use_aux", "true" if self.use_aux else "false"]
         return out

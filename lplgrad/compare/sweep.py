@@ -22,7 +22,7 @@ from lplgrad.compare.methods import Method
 #: flags the sweep sets itself; extra overrides may not repeat them
 RESERVED = (
     "--seed_everything",
-    "--model.strategy",
+    "--strategy",
     "--model.use_aux",
     "--trainer.logger.init_args.save_dir",
     "--trainer.logger.init_args.name",

@@ -6,7 +6,8 @@ propose (:mod:`~lplgrad.labeling.propose`: the experiment's query over the unlab
 write (:mod:`~lplgrad.labeling.outputs`: ``<out>/round_NNN/``) and report
 (:mod:`~lplgrad.labeling.report`: the console). The image folder is only read.
 
-Model and trainer options are the main CLI's (``--model.*``, ``--trainer.*``, ``--config``).
+Model, strategy and trainer options are the main CLI's (``--model.*``, ``--strategy``,
+``--trainer.*``, ``--config``).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from lplgrad.labeling.report import say
 from lplgrad.labeling.train import Training, starting_checkpoint, train
 from lplgrad.module import ActiveLearner
 from lplgrad.runfolder import RunFolder
+from lplgrad.strategies import check_learner
 
 SCAN_CACHE = "scan_cache.json"
 
@@ -164,12 +166,13 @@ def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
     cfg, dm, learner, trainer = cli.config, cli.datamodule, cli.model, cli.trainer
     if trainer.num_devices > 1 or trainer.num_nodes > 1:
         raise LabelingError("python -m lplgrad.label runs on one device: set --trainer.devices 1")
+    check_learner(cli.strategy, learner)
     out = Path(cfg.out)
     round_ = _next_round(out)
     rdir = out / f"round_{round_:03d}"
     report.inputs(dm)
     resumed = starting_checkpoint(cfg.resume, cfg.resume_from, out)
-    training = train(trainer, learner, dm, round_, resumed, cfg.cold_start)
+    training = train(trainer, learner, dm, round_, resumed, cfg.cold_start, cli.strategy)
     device = trainer.strategy.root_device
     proposal, query_seconds = _propose(learner, dm, training, round_, device)
     stop = stop_signal(out, round_, dm, learner.net, device, cfg.stop) if training.mode == "trained" else None

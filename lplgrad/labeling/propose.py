@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lplgrad.inference import run_eval
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.query import query
+from lplgrad.query import Placement, query
 from lplgrad.records import atomic_write
 from lplgrad.strategies import QueryStrategy
 
@@ -47,7 +47,7 @@ def propose(learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k:
             device: torch.device) -> Proposal:
     """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best (all of
     them when there are fewer)."""
-    result = query(learner, strategy, dm.split, round_, k, dm.subset_size, dm.pool_dataloader, device)
+    result = query(learner, strategy, dm.query_pool(), round_, k, Placement(device))
     score_of = dict(zip(result.candidates.tolist(), result.scores.tolist()))
     return Proposal(result.selected, torch.tensor([score_of[i] for i in result.selected.tolist()]), len(result.candidates))
 

@@ -59,9 +59,9 @@ def starting_checkpoint(resume: bool, resume_from: str | None, out: Path) -> Pat
 
 
 def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_: int, resumed: Path | None,
-          cold_start: str) -> Training:
-    """Load ``resumed`` into the network, then train it on the labeled images; with too few
-    labels, train nothing and return the ``cold_start`` strategy instead."""
+          cold_start: str, strategy: QueryStrategy) -> Training:
+    """Load ``resumed`` into the network, then train it on the labeled images and return
+    ``strategy``; with too few labels, train nothing and return the ``cold_start`` strategy instead."""
     if resumed is not None:
         say(f"Resume: starting from {resumed}")
         listed(load_checkpoint(resumed, learner, dm.classes))
@@ -78,5 +78,5 @@ def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_:
         f"(loss and accuracy on the augmented labeled images):")
     trainer.fit(learner, datamodule=dm)
     acc = trainer.callback_metrics.get("train/acc")
-    return Training(learner.strategy, "trained", None, resumed, None if acc is None else float(acc),
+    return Training(strategy, "trained", None, resumed, None if acc is None else float(acc),
                     time.monotonic() - t0)

@@ -1,6 +1,6 @@
 """Query strategies: one interface (:class:`QueryStrategy`), higher score = label first."""
 from lplgrad.strategies.badge import BADGE
-from lplgrad.strategies.base import QueryStrategy, select_top
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, check_learner, select_top
 from lplgrad.strategies.coreset import Coreset, k_center_greedy
 from lplgrad.strategies.gradnorm import EntGradNorm, LPLgrad
 from lplgrad.strategies.learning_loss import LearningLoss
@@ -15,13 +15,16 @@ __all__ = [
     "EntGradNorm",
     "Entropy",
     "LPLgrad",
+    "Learner",
     "LearningLoss",
     "LeastConfidence",
     "Margin",
     "QueryStrategy",
     "Random",
+    "ScoreContext",
     "SwitchAt",
     "TypiClust",
+    "check_learner",
     "k_center_greedy",
     "select_top",
 ]

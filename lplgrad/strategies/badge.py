@@ -11,9 +11,9 @@ stays O(N (C + D)).
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
 from lplgrad.strategies.embedding import probabilities_and_penultimate
 
 
@@ -61,17 +61,12 @@ class BADGE(QueryStrategy):
     """Batch Active learning by Diverse Gradient Embeddings: k-means++ seeds on the classifier's
     gradient embeddings (higher score = picked earlier; the rest score 0)."""
 
-    def __init__(self) -> None:
-        self._classes = 0  # the width of the probability part of the measures, set by measure
+    def measure(self, learner: Learner, x: Tensor) -> tuple[Tensor, Tensor]:
+        return probabilities_and_penultimate(learner, x)  # (B, C), (B, D)
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
-        probs, h = probabilities_and_penultimate(learner, x)
-        self._classes = probs.shape[1]
-        return torch.cat([probs, h], 1)  # (B, C + D)
-
-    def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
-        probs, h = measures[:, : self._classes], measures[:, self._classes :]
-        picked = kmeans_pp(gradient_factors(probs), h, k, generator)
-        scores = torch.zeros(measures.shape[0])
+    def scores(self, measures: tuple[Tensor, Tensor], ctx: ScoreContext) -> Tensor:
+        probs, h = measures
+        picked = kmeans_pp(gradient_factors(probs), h, ctx.k, ctx.generator)
+        scores = torch.zeros(probs.shape[0])
         scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
         return scores  # the seeding order: first pick highest, unpicked 0

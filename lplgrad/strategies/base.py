@@ -5,13 +5,58 @@ that it can be sharded across processes: :meth:`QueryStrategy.measure` computes 
 quantity on a batch (run on disjoint shards, then gathered with the indices), and
 :meth:`QueryStrategy.scores` turns all gathered measures into scores (run identically on every
 process). :func:`select_top` then picks the k best; nothing else selects.
+
+What a strategy may read is written down here: the :class:`Learner` while it measures, and the
+:class:`ScoreContext` while it scores. A strategy keeps no state between the two steps: what
+``scores`` needs of a batch travels in the measures (a tensor, or a tuple of tensors).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol, Union
 
 import torch
 from torch import Tensor, nn
+
+from lplgrad.errors import ConfigError
+
+#: per-sample measures: one tensor (N, ...) or a tuple of them, each with N rows (gathered row-wise)
+Measures = Union[Tensor, tuple["Measures", ...]]
+
+
+class Learner(Protocol):
+    """What a strategy may read while it measures (both applications' LightningModule).
+
+    ``net`` is M: ``net(x)`` maps images (B, C, H, W) to (logits (B, classes), stage features, a
+    list of (B, C_i, H_i, W_i)), and ``net.head`` is its classifier (a linear layer). ``loss_head``
+    is A: stage features -> predicted losses (B,), or None when the run trains M alone
+    (``model.use_aux false``; strategies with ``requires_aux`` refuse such runs). Both are in eval
+    mode, under ``torch.no_grad`` unless the strategy enables gradients itself.
+    """
+
+    net: nn.Module
+    loss_head: nn.Module | None
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What :meth:`QueryStrategy.scores` may read besides the candidates' measures.
+
+    Attributes:
+        round: the round being queried (0 after the first training).
+        n_labeled: the size of the labeled set before this query.
+        k: how many will be selected.
+        generator: the round's seeded generator for any random draw (the same on every process).
+        labeled: the labeled set's measures, gathered like the candidates' (None unless the
+            strategy ``uses_labeled``, or while nothing is labeled).
+    """
+
+    round: int
+    n_labeled: int
+    k: int
+    generator: torch.Generator
+    labeled: Measures | None = None
 
 
 class QueryStrategy(ABC):
@@ -24,16 +69,23 @@ class QueryStrategy(ABC):
     needs_images: bool = True
 
     @abstractmethod
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
-        """A per-sample quantity of a batch of inputs, M in eval mode. x: (B, ...) -> (B,) or (B, D)"""
+    def measure(self, learner: Learner, x: Tensor) -> Measures:
+        """A per-sample quantity of a batch of inputs, M in eval mode. x: (B, ...) -> (B,), (B, D),
+        or a tuple of such tensors"""
 
-    def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
+    def scores(self, measures: Measures, ctx: ScoreContext) -> Tensor:
         """Scores of all candidates from their gathered measures. (N, ...) -> (N,)"""
         return measures
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
+    """Stop with one line when ``strategy`` needs A and the learner trains M alone."""
+    if strategy.requires_aux and learner.loss_head is None:
+        raise ConfigError(f"{type(strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
 
 
 def select_top(indices: Tensor, scores: Tensor, k: int) -> Tensor:

@@ -7,9 +7,9 @@ distances computed a block of likely picks at a time; never an N x N (or N x M) 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
 from lplgrad.strategies.embedding import last_stage_embedding
 
 
@@ -76,12 +76,12 @@ def k_center_greedy(points: Tensor, centres: Tensor, k: int, block: int = 1024, 
 class Coreset(QueryStrategy):
     uses_labeled = True
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         return last_stage_embedding(learner, x)  # (B, D)
 
-    def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
-        centres = labeled if labeled is not None else measures.new_zeros(0, measures.shape[1])
-        picked = k_center_greedy(measures, centres, k)
+    def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
+        centres = ctx.labeled if ctx.labeled is not None else measures.new_zeros(0, measures.shape[1])
+        picked = k_center_greedy(measures, centres, ctx.k)
         scores = torch.zeros(measures.shape[0], device=measures.device)
         scores[picked] = torch.arange(len(picked), 0, -1, device=measures.device, dtype=scores.dtype)
         return scores  # the greedy order: first pick highest, unpicked 0

@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lplgrad.nets.pool import pooled
+from lplgrad.strategies.base import Learner
 
 
-def last_stage_embedding(learner: nn.Module, x: Tensor) -> Tensor:
+def last_stage_embedding(learner: Learner, x: Tensor) -> Tensor:
     """M's pooled last-stage output. x: (B, ...) -> (B, D)"""
     with torch.no_grad():
         _, feats = learner.net(x)
         return pooled(feats[-1]).float()
 
 
-def probabilities_and_penultimate(learner: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def probabilities_and_penultimate(learner: Learner, x: Tensor) -> tuple[Tensor, Tensor]:
     """M's class probabilities (B, C) and the input of its classifier (B, D), from one forward pass."""
     seen: list[Tensor] = []
     handle = learner.net.head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))

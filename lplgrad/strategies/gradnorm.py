@@ -21,7 +21,7 @@ from lplgrad.gradnorm import (
     supports,
 )
 from lplgrad.losses import entropy
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy
 
 
 def _entropy_of(model: nn.Module, x: Tensor) -> Tensor:
@@ -80,11 +80,11 @@ class EntGradNorm(QueryStrategy):
         method: Literal["batched", "loop"] = "batched",
     ) -> None:
         if norm not in ("per_tensor", "global"):
-            raise ConfigError(f"model.strategy norm must be 'per_tensor' or 'global', got {norm!r}")
+            raise ConfigError(f"strategy norm must be 'per_tensor' or 'global', got {norm!r}")
         if method not in ("batched", "loop"):
-            raise ConfigError(f"model.strategy method must be 'batched' or 'loop', got {method!r}")
+            raise ConfigError(f"strategy method must be 'batched' or 'loop', got {method!r}")
         if chunk_size is not None and chunk_size < 1:
-            raise ConfigError("model.strategy chunk_size must be positive")
+            raise ConfigError("strategy chunk_size must be positive")
         self.norm = norm
         self.chunk_size = chunk_size
         self.max_memory_mb = max_memory_mb
@@ -121,7 +121,7 @@ class EntGradNorm(QueryStrategy):
             self._auto = auto_chunk_size(net, x, min(cap, free), most=1024 if x.device.type == "cuda" else 256)
         return self._auto
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         return combine(self.sq_norms(learner.net, x).float(), self.norm)  # (B,)
 
 

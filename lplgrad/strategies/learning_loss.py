@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy
 
 
 class LearningLoss(QueryStrategy):
     requires_aux = True
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         with torch.no_grad():
             _, feats = learner.net(x)
             return learner.loss_head(feats).float()  # (B,)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
 
 
 class Random(QueryStrategy):
@@ -12,8 +12,8 @@ class Random(QueryStrategy):
 
     needs_images = False
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         return torch.zeros(x.shape[0], device=x.device)  # (B,)
 
-    def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
-        return torch.rand(measures.shape[0], generator=generator).to(measures.device)
+    def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
+        return torch.rand(measures.shape[0], generator=ctx.generator).to(measures.device)

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lplgrad.errors import ConfigError
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
 from lplgrad.strategies.embedding import last_stage_embedding
 from lplgrad.strategies.kmeans import kmeans
 
@@ -94,16 +94,16 @@ class TypiClust(QueryStrategy):
     def __init__(self, neighbours: int = 20, min_size: int = 5, max_clusters: int = 500,
                  clustering: Literal["sklearn", "torch"] = "sklearn") -> None:
         if clustering not in ("sklearn", "torch"):
-            raise ConfigError(f"model.strategy clustering must be 'sklearn' or 'torch', got {clustering!r}")
+            raise ConfigError(f"strategy clustering must be 'sklearn' or 'torch', got {clustering!r}")
         self.neighbours, self.min_size, self.max_clusters = neighbours, min_size, max_clusters
         self.clustering = clustering
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         return last_stage_embedding(learner, x)  # (B, D)
 
-    def scores(self, measures: Tensor, labeled: Tensor | None, k: int, generator: torch.Generator) -> Tensor:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        picked = typiclust_picks(measures, labeled, k, seed, self.neighbours, self.min_size, self.max_clusters,
+    def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+        picked = typiclust_picks(measures, ctx.labeled, ctx.k, seed, self.neighbours, self.min_size, self.max_clusters,
                                  clustering=self.clustering)
         scores = torch.zeros(measures.shape[0])
         scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)

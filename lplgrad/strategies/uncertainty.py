@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lplgrad.losses import entropy, least_confidence, margin_uncertainty
-from lplgrad.strategies.base import QueryStrategy
+from lplgrad.strategies.base import Learner, QueryStrategy
 
 
 class Entropy(QueryStrategy):
     """Highest predictive entropy H(x) first (Wang & Shang 2014; docs/method.md §4)."""
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         with torch.no_grad():
             return entropy(learner.net(x)[0]).float()
 
@@ -19,7 +19,7 @@ class Entropy(QueryStrategy):
 class Margin(QueryStrategy):
     """Smallest gap between the two most probable classes first (Scheffer et al. 2001)."""
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         with torch.no_grad():
             return margin_uncertainty(learner.net(x)[0]).float()
 
@@ -27,6 +27,6 @@ class Margin(QueryStrategy):
 class LeastConfidence(QueryStrategy):
     """Lowest top-class probability first."""
 
-    def measure(self, learner: nn.Module, x: Tensor) -> Tensor:
+    def measure(self, learner: Learner, x: Tensor) -> Tensor:
         with torch.no_grad():
             return least_confidence(learner.net(x)[0]).float()
