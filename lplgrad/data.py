@@ -17,8 +17,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from lplgrad.augment import TensorBatches
+from lplgrad.budget import Budget
 from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import ConfigError, DataError
+from lplgrad.loader_kind import LoaderKind, choose_kind
 from lplgrad.query import QueryPool
 from lplgrad.split import Split, epoch_permutation, mix_seed
 
@@ -149,8 +151,8 @@ class ActiveDataModule(PoolData):
         mean: list[float] | None = None,
         std: list[float] | None = None,
     ) -> None:
-        for name, v in (("initial_size", initial_size), ("query_size", query_size), ("subset_size", subset_size),
-                        ("budget", budget), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        self.sizes = Budget(initial_size, query_size, subset_size, budget)
+        for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if v < 1:
                 raise ConfigError(f"data.{name} must be positive, got {v}")
         if num_workers < 0:
@@ -159,11 +161,6 @@ class ActiveDataModule(PoolData):
             raise ConfigError("data.on_device needs the images in memory: leave data.in_memory unset or true")
         if test_size is not None and test_size < 1:
             raise ConfigError(f"data.test_size must be positive or null, got {test_size}")
-        if query_size > subset_size:
-            raise ConfigError(f"data.query_size ({query_size}) is larger than data.subset_size ({subset_size}): "
-                              "a round cannot pick more samples than it scores")
-        if initial_size > budget:
-            raise ConfigError(f"data.initial_size ({initial_size}) is larger than data.budget ({budget})")
         super().__init__(eval_batch_size, num_workers)
         dataset.set_input(image_size, mean, std)
         self.dataset = dataset
@@ -172,7 +169,7 @@ class ActiveDataModule(PoolData):
         self.batch_size, self.seed, self.test_size, self.in_memory = batch_size, seed, test_size, in_memory
         self.on_device = on_device
         self.arrays: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool, test) uint8 on the device, or None
-        self.draws = "seeded"  # of the tensor path: "global" on a CPU (the PIL path's stream)
+        self.kind = LoaderKind.PIL  # chosen in setup
         self.num_classes = dataset.num_classes
         self.in_channels = dataset.in_channels
         self.test_set = None
@@ -208,44 +205,33 @@ class ActiveDataModule(PoolData):
     def _check_sizes(self) -> None:
         """Sizes that need the pool: refused, except S larger than the pool (scored whole, with a warning)."""
         pool = self.pool_size
-        if self.budget > pool:
-            raise ConfigError(f"data.budget ({self.budget}) is larger than the pool ({pool} training images)")
-        if self.initial_size > pool:
-            raise ConfigError(f"data.initial_size ({self.initial_size}) is larger than the pool ({pool})")
-        if self.subset_size > pool - self.initial_size:
+        if self.sizes.check_pool(pool):
             rank_zero_warn(f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
                            f"({pool - self.initial_size}): every round scores the whole unlabeled pool")
 
     def _place_arrays(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The pool and test images as uint8 tensors on the training device, when the tensor path
-        is on (``in_memory``), else None."""
+        """Choose the loader kind (:mod:`lplgrad.loader_kind`), and return the pool and test images
+        as uint8 tensors where the tensor path reads them (None on the PIL path)."""
         pool, test = self.pool.array, self.test_set.array
         has_arrays = pool is not None and test is not None and not self.dataset.resize
-        if self.in_memory is False or (self.in_memory is None and not has_arrays and not self.on_device):
-            return None
-        if not has_arrays:
-            raise ConfigError(f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
-                              f"SVHN, digits); {type(self.dataset).__name__} is read image by image")
         device = self.device()
-        if device.type == "cpu" and self.on_device:
-            self.draws = "seeded"
-            return pool, test
-        if device.type == "cpu":
-            if self.in_memory is None and self.num_workers > 0:
-                return None
-            self.draws = "global"
-            return pool, test
-        too_big = 4 * (pool.nbytes + test.nbytes) > torch.cuda.mem_get_info(device)[0]
-        if self.in_memory is None and not self.on_device and too_big:
+        self.kind = choose_kind(self.in_memory, self.on_device, has_arrays, type(self.dataset).__name__, device.type,
+                                self.num_workers,
+                                lambda: 4 * (pool.nbytes + test.nbytes) <= torch.cuda.mem_get_info(device)[0])
+        if not self.kind.in_memory:
             return None
-        self.draws = "seeded"
-        return pool.to(device), test.to(device)
+        return (pool, test) if device.type == "cpu" else (pool.to(device), test.to(device))
+
+    @property
+    def draws(self) -> str:
+        """The tensor path's augmentation draws ("global" on a CPU: the PIL path's stream)."""
+        return self.kind.draws
 
     @property
     def evaluates_on_device(self) -> bool:
         """Scoring and testing read the device tensors too (GPUs); on a CPU they stay on the PIL
         path, whose loaders draw from the global stream as they always did."""
-        return self.arrays is not None and self.draws == "seeded"
+        return self.arrays is not None and self.kind.evaluates_on_device
 
     @property
     def pool_size(self) -> int:
@@ -254,11 +240,15 @@ class ActiveDataModule(PoolData):
     @property
     def target_size(self) -> int:
         """The labeled-set size at which the run ends: the budget, or the whole pool if smaller."""
-        return min(self.budget, self.pool_size)
+        return self.sizes.target(self.pool_size)
 
     def next_query_size(self) -> int:
         """b, or what is left of the budget."""
-        return max(0, min(self.query_size, self.target_size - len(self.split)))
+        return self.sizes.next_query(len(self.split), self.pool_size)
+
+    def rounds_left(self) -> int:
+        """The rounds still to train, this one included."""
+        return self.sizes.rounds_left(len(self.split), self.pool_size)
 
     # ---- loaders --------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader | TensorBatches:

@@ -9,7 +9,6 @@ and schedules are made; the weights carry over. The run ends when the budget is 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -156,7 +155,7 @@ class ActiveLearningLoop(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm: ActiveDataModule = trainer.datamodule
         self.run_dir = Path(trainer.log_dir) if trainer.log_dir else None  # a collective: every rank
-        left = 1 + math.ceil(max(0, dm.target_size - len(dm.split)) / dm.query_size)
+        left = dm.rounds_left()
         trainer.fit_loop.max_epochs = self.round_start_epoch + left * self.epochs_per_round
         rank_zero_info(
             f"Active learning: {self.round + left} rounds of {self.epochs_per_round} epochs, "
