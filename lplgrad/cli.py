@@ -152,6 +152,14 @@ class LPLgradCLI(BaseCLI):
                             help="resume although the configuration differs from the run's config.yaml in what "
                                  "changes training or selection (the changes go to config_changes.jsonl)")
 
+    def instantiate_trainer(self, **kwargs: Any):
+        """The trainer, with Lightning's own checkpointing off: :class:`RoundCheckpoint` saves the
+        run, and ``trainer.enable_checkpointing false`` turns it off."""
+        sub = self.subcommand
+        cfg = self.config_init[sub] if sub else self.config_init
+        cfg.checkpoint.enabled = cfg.trainer.get("enable_checkpointing") is not False
+        return super().instantiate_trainer(**{"enable_checkpointing": False, **kwargs})
+
     def parse_arguments(self, parser, args) -> None:
         """Parse, then check a resume (:func:`lplgrad.resume.check_resume`) before LightningCLI
         reads the checkpoint's hyperparameters: ``--ckpt_path last`` becomes the run's file."""

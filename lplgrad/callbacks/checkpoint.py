@@ -15,16 +15,22 @@ processes differ, so rank 0's decision is broadcast to all (as Lightning's own t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lplgrad.callbacks.base import RoundCallback, RoundEnd
 from lplgrad.errors import ConfigError
+from lplgrad.resume import LAST
 
 
-class RoundCheckpoint(ModelCheckpoint, RoundCallback):
-    """``checkpoints/last.ckpt``, overwritten (atomically) at each save; no other file.
+class RoundCheckpoint(RoundCallback):
+    """``checkpoints/last.ckpt``, overwritten (atomically, by ``Trainer.save_checkpoint``) at each
+    save; no other file.
+
+    It replaces Lightning's ``ModelCheckpoint``: the CLI builds the trainer with Lightning's own
+    checkpointing off, and ``trainer.enable_checkpointing false`` turns this one off instead
+    (:attr:`enabled`). Only Lightning's public API is used.
 
     Args:
         every_minutes: within a round, save at the end of the first epoch this long after the
@@ -35,28 +41,38 @@ class RoundCheckpoint(ModelCheckpoint, RoundCallback):
     def __init__(self, every_minutes: float = 10.0, dirpath: str | None = None) -> None:
         if every_minutes < 0:
             raise ConfigError(f"checkpoint.every_minutes must be 0 or more, got {every_minutes}")
-        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False)
         self.every_minutes = every_minutes
+        self.dirpath = dirpath
+        self.enabled = True
         self._round_ended = False
         self.clock = time.monotonic  # seconds; replaceable (tests skew one process's clock)
         self._last_save = self.clock()
+        self._last_step: int | None = None
         self.saves = 0  # in this process
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.dirpath is None:  # trainer.log_dir is rank 0's, broadcast: a collective, on every process
+            self.dirpath = str(Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dirpath) / LAST
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
         self._last_save = self.clock()
 
     def on_round_end(self, trainer: Trainer, pl_module: LightningModule, event: RoundEnd) -> None:
         self._round_ended = True  # saved at this epoch's end, after the rounds loop updated its state
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
+        if not self.enabled or trainer.sanity_checking or trainer.fast_dev_run or self._last_step == trainer.global_step:
             return
         due = self.clock() - self._last_save >= 60.0 * self.every_minutes
         if trainer.world_size > 1:
             due = trainer.strategy.broadcast(due, src=0)  # one decision for every process
         if self._round_ended or due:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            trainer.save_checkpoint(self.path)  # a collective: rank 0 writes
             self._round_ended = False
             self._last_save = self.clock()
+            self._last_step = trainer.global_step
             self.saves += 1
