@@ -219,7 +219,7 @@ def test_config_defaults():
 
     cfg = yaml.safe_load(Path(CONFIG).read_text())
     assert cfg["model"]["backbone"] == {"class_path": "lplgrad.nets.ResNet18", "init_args": {"width": 16}}
-    assert cfg["model"]["strategy"]["class_path"] == "lplgrad.strategies.LPLgrad" and cfg["model"]["use_aux"]
+    assert cfg["strategy"]["class_path"] == "lplgrad.strategies.LPLgrad" and cfg["model"]["use_aux"]
     assert (cfg["data"]["image_size"], cfg["data"]["grayscale"], cfg["data"]["query_size"]) == (32, False, 20)
     assert cfg["trainer"]["max_epochs"] <= 50 and cfg["data"]["batch_size"] <= 32
 

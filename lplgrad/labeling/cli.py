@@ -1,9 +1,11 @@
 """``python -m lplgrad.label``: train on the labeled images of a folder, propose the next ones to label.
 
-One run is four steps: train (:mod:`~lplgrad.labeling.train`: the network on the labeled images,
-from the last checkpoint with ``--resume``; with too few labels, a cold-start strategy instead),
-propose (:mod:`~lplgrad.labeling.propose`: the experiment's query over the unlabeled images),
-write (:mod:`~lplgrad.labeling.outputs`: ``<out>/round_NNN/``) and report
+The command line is parsed first, with nothing read, written or fetched; then
+:func:`~lplgrad.labeling.round.label_round` runs the round's steps: prepare, pull (Label Studio),
+import, scan, train (:mod:`~lplgrad.labeling.train`: the network on the labeled images, from the
+last checkpoint with ``--resume``; with too few labels, a cold-start strategy instead), propose
+(:mod:`~lplgrad.labeling.propose`: the experiment's query over the unlabeled images), write
+(:mod:`~lplgrad.labeling.outputs`: ``<out>/round_NNN/``), push and report
 (:mod:`~lplgrad.labeling.report`: the console). The image folder is only read.
 
 Model, strategy and trainer options are the main CLI's (``--model.*``, ``--strategy``,
@@ -11,7 +13,6 @@ Model, strategy and trainer options are the main CLI's (``--model.*``, ``--strat
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,21 +21,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lplgrad.allocator import keep_freed_memory
 from lplgrad.cli import BaseCLI, guarded
-from lplgrad.errors import LabelingError
-from lplgrad.labeling import report
-from lplgrad.labeling.checkpoint import remove_partial_rounds, round_dirs, staged_round
+from lplgrad.labeling.checkpoint import round_dirs
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix, merge_labels
-from lplgrad.labeling.labels import check_labels_file, parse_classes, read_rows
-from lplgrad.labeling.live import LiveProject, LiveSyncOptions, connect
-from lplgrad.labeling.outputs import config_text, round_tasks, write_round
-from lplgrad.labeling.stop import StopOptions, stop_signal, write_stop_files
-from lplgrad.labeling.propose import Proposal, predict, propose
+from lplgrad.labeling.live import LiveSyncOptions
+from lplgrad.labeling.stop import StopOptions
 from lplgrad.labeling.report import say
-from lplgrad.labeling.train import Training, starting_checkpoint, train
+from lplgrad.labeling.round import label_round
 from lplgrad.module import ActiveLearner
 from lplgrad.runfolder import RunFolder
-from lplgrad.strategies import check_learner
 
 SCAN_CACHE = "scan_cache.json"
 
@@ -99,101 +93,14 @@ class LabelCLI(BaseCLI):
         parser.link_arguments("labels", "data.labels")
         parser.link_arguments("classes", "data.classes")
 
-    def before_instantiate_classes(self) -> None:
-        super().before_instantiate_classes()
-        cfg = self.config
-        images, out = Path(cfg.images).resolve(), Path(cfg.out).resolve()
-        if out == images or images in out.parents:
-            raise LabelingError(f"--out {cfg.out} is inside the image folder {cfg.images}: choose a folder "
-                                f"outside it (the image folder is never written to)")
-        check_labels_file(cfg.labels)
-        self.run_folder.claim(out)
-        for half in remove_partial_rounds(out):
-            say(f"Removed {half}: a round that an earlier run did not finish writing (it is redone now)")
-        prefix = cfg.url_prefix if cfg.url_prefix is not None else local_files_prefix(Path(cfg.images))
-        self.live = None
-        if cfg.label_studio.url:
-            self.live = pull_labels(cfg, prefix)
-        if cfg.import_from:
-            if not cfg.labels:
-                raise LabelingError("--import_from needs --labels: the CSV to append the imported labels to")
-            got = import_export(cfg.import_from, cfg.labels, cfg.images, prefix)
-            report.imported(cfg.import_from, cfg.labels, got.pairs, got.new, got.notes, got.changed)
+    def instantiate_classes(self) -> None:
+        """Deferred: :func:`~lplgrad.labeling.round.label_round` builds the classes with
+        :meth:`build` after its first steps (the data module scans the folder when it is built,
+        and live sync must merge the labels first)."""
 
-
-def pull_labels(cfg, prefix: str) -> tuple[LiveProject, set[str]]:
-    """Live sync, step 1 and 2 (:mod:`lplgrad.labeling.live`): every annotation of the project
-    merged into the labels CSV. Returns the project and the image paths it has tasks for."""
-    ls = cfg.label_studio
-    if not ls.project:
-        raise LabelingError("--label_studio.url needs --label_studio.project: a project id or title")
-    if not cfg.labels:
-        raise LabelingError("live sync needs --labels: the CSV the annotations are merged into")
-    check_outside(cfg.labels, cfg.images, "--label_studio.url")
-    classes = parse_classes(cfg.classes) or sorted({lab for _, _, lab in read_rows(cfg.labels) if lab}
-                                                   if Path(cfg.labels).is_file() else set())
-    live = connect(ls.url, ls.project, ls.key_env, classes)
-    if cfg.url_prefix is None and live.serve_folder(Path(cfg.images)):  # the local-files URLs need it
-        say(f"Label Studio: project {live.title!r} now serves {Path(cfg.images).resolve()} (a Local Files storage)")
-    pairs, notes, existing = live.pull(prefix)
-    got = merge_labels(pairs, notes, cfg.labels, cfg.images)
-    report.pulled(live, cfg.labels, got.pairs, got.new, got.notes, got.changed)
-    return live, existing
-
-
-def _next_round(out: Path) -> int:
-    rounds = round_dirs(out)
-    return rounds[-1][0] + 1 if rounds else 1
-
-
-def _propose(learner: ActiveLearner, dm: LabelFolderData, training: Training, round_: int, device) -> tuple[Proposal, float]:
-    """The propose step: the next batch (with the network's guesses when it was trained), and its
-    seconds. The network stays on ``device``."""
-    t0 = time.monotonic()
-    learner.to(device)
-    if len(dm.split.unlabeled()):
-        proposal = propose(learner, dm, training.strategy, dm.query_size, round_, device)
-        if training.mode == "trained":
-            predict(learner, dm, proposal, device)
-    else:
-        proposal = Proposal(dm.split.unlabeled()[:0], dm.split.unlabeled()[:0].float(), 0)
-        say("Every image is labeled: nothing left to propose.")
-    return proposal, time.monotonic() - t0
-
-
-def run_round(cli: LabelCLI, args: list[str] | None) -> dict[str, Any]:
-    """One labeling run: train, propose, write, report. Returns the summary (plus ``round_dir``)."""
-    cfg, dm, learner, trainer = cli.config, cli.datamodule, cli.model, cli.trainer
-    if trainer.num_devices > 1 or trainer.num_nodes > 1:
-        raise LabelingError("python -m lplgrad.label runs on one device: set --trainer.devices 1")
-    check_learner(cli.strategy, learner)
-    out = Path(cfg.out)
-    round_ = _next_round(out)
-    rdir = out / f"round_{round_:03d}"
-    report.inputs(dm)
-    resumed = starting_checkpoint(cfg.resume, cfg.resume_from, out)
-    training = train(trainer, learner, dm, round_, resumed, cfg.cold_start, cli.strategy)
-    device = trainer.strategy.root_device
-    proposal, query_seconds = _propose(learner, dm, training, round_, device)
-    stop = stop_signal(out, round_, dm, learner.net, device, cfg.stop) if training.mode == "trained" else None
-    learner.cpu()
-    task_list = round_tasks(rdir, round_, dm, training, proposal, cfg.url_prefix)
-    pushed = cli.live[0].push(task_list, cli.live[1]) if cli.live else None  # before any file of the round
-    with staged_round(rdir) as stage:  # the round folder appears whole, or not at all
-        summary = write_round(rdir, round_, dm, learner, training, proposal, task_list, cfg.url_prefix,
-                              config_text(cli), trainer.max_epochs, query_seconds, args, stop.fields if stop else {},
-                              stage=stage)
-        if stop:
-            write_stop_files(out, stage, stop)
-    resume_hint = summary["checkpoint"] is not None and not cfg.resume
-    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, resume_hint,
-                    live=cli.live is not None)
-    if stop:
-        say(stop.line)
-    if cli.live:
-        report.pushed(cli.live[0], pushed, len(task_list), resume_hint)
-    summary["round_dir"] = str(rdir)
-    return summary
+    def build(self) -> None:
+        """Build the data module, the model and the trainer (the scan of the image folder)."""
+        super().instantiate_classes()
 
 
 def cli_main(args: list[str] | None = None) -> dict[str, Any]:
@@ -215,7 +122,7 @@ def cli_main(args: list[str] | None = None) -> dict[str, Any]:
             parser_kwargs={"prog": "python -m lplgrad.label", "description": __doc__.split("\n")[0],
                            "exit_on_error": False},
         )
-        return run_round(cli, args)
+        return label_round(cli, args)
 
     folder = RunFolder("choose another --out folder")
     return guarded("lplgrad.label", args, build_and_run, folder, lambda out: bool(round_dirs(out)))

@@ -93,7 +93,7 @@ class LabelFolderData(PoolData):
             self.scan = scan_folder(self.root, self.mode, image_size, cache=scan_cache, max_pixels=max_pixels)
         except FileNotFoundError as e:
             raise LabelingError(str(e)) from None
-        self.labels = read_labels(self.labels_path, self.root, self.scan.files,
+        self.labels_read = read_labels(self.labels_path, self.root, self.scan.files,
                                   {s.path: s.reason for s in self.scan.skipped}, self.given_classes)
         self.files: list[str] = self.scan.files
         self._set_classes()
@@ -101,11 +101,11 @@ class LabelFolderData(PoolData):
     # ---- classes and the split ------------------------------------------------------------
     def _set_classes(self) -> None:
         """The class list (the given one, or the CSV's classes sorted) and the targets: class index, or -1."""
-        classes = self.given_classes if self.given_classes is not None else sorted(set(self.labels.label.values()))
+        classes = self.given_classes if self.given_classes is not None else sorted(set(self.labels_read.label.values()))
         self.classes = list(classes)
         self.num_classes = max(2, len(classes))  # the network needs 2 outputs even before any label
         index = {c: i for i, c in enumerate(classes)}
-        self.targets = torch.tensor([index[self.labels.label[f]] if f in self.labels.label else -1
+        self.targets = torch.tensor([index[self.labels_read.label[f]] if f in self.labels_read.label else -1
                                      for f in self.files], dtype=torch.long)  # (N,)
         # the labeled images, ascending: labels come from the CSV, not from a query of this run
         self.split = Split(len(self.files), self.effective_seed, torch.nonzero(self.targets >= 0).flatten())

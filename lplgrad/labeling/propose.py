@@ -1,4 +1,4 @@
-"""The propose step: score the unlabeled images, pick the next b, and write them out.
+"""The propose step: score the unlabeled images and pick the next b (written by :mod:`~lplgrad.labeling.outputs`).
 
 Scoring is the experiment's query (:func:`lplgrad.query.query`): the strategy measures the
 candidates, turns the measures into scores and the b highest are picked
@@ -6,11 +6,7 @@ candidates, turns the measures into scores and the b highest are picked
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +15,6 @@ from torch import Tensor, nn
 from lplgrad.inference import run_eval
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.query import Placement, query
-from lplgrad.records import atomic_write
 from lplgrad.strategies import QueryStrategy
 
 
@@ -61,17 +56,3 @@ def predict(learner: nn.Module, dm: LabelFolderData, proposal: Proposal, device:
     conf, idx = torch.cat(probs)[:, : len(dm.classes)].max(1)
     proposal.predicted = [dm.classes[i] for i in idx.tolist()]
     proposal.confidence = conf.tolist()
-
-
-def write_to_label(path: Path, rows: list[dict[str, Any]]) -> None:
-    """to_label.csv: rank, path, score (higher = label first), predicted, confidence."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["rank", "path", "score", "predicted", "confidence"])
-    for r in rows:
-        w.writerow([r["rank"], r["path"], repr(r["score"]), r.get("predicted", ""), r.get("confidence", "")])
-    atomic_write(path, buf.getvalue())
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2) + "\n")

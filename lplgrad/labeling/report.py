@@ -26,7 +26,7 @@ def plural(count: int, word: str) -> str:
 
 def inputs(dm: LabelFolderData) -> None:
     """The images found, the labels read (with their problems) and the size of the pool."""
-    scan, labels = dm.scan, dm.labels
+    scan, labels = dm.scan, dm.labels_read
     say(f"Images: {len(scan.files)} readable in {dm.root}"
         + (f", {len(scan.skipped)} unreadable (skipped):" if scan.skipped else ""))
     listed(scan.skipped)

@@ -19,7 +19,6 @@ from lplgrad import stopping
 from lplgrad.inference import run_eval
 from lplgrad.labeling.checkpoint import round_dirs
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.records import atomic_write
 
 STOP_SET, PREDICTIONS = "stop_set.json", "stop_predictions.json"
 
@@ -109,10 +108,3 @@ def stop_signal(out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Modul
     suggested = stopping.stop_suggested(kappas, opts.threshold, opts.rounds)
     return StopResult(files, {"stop_kappa": k, "stop_suggested": suggested},
                       stopping.describe(k, kappas, opts.threshold, opts.rounds))
-
-
-def write_stop_files(out: Path, rdir: Path, result: StopResult) -> None:
-    """The stop set (in ``out``, once) and this round's predictions (in ``rdir``, the round's
-    staging folder before it is renamed)."""
-    for name, text in result.files.items():
-        atomic_write((out if name == STOP_SET else rdir) / name, text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from lightning.pytorch import Trainer
@@ -31,12 +32,19 @@ def cold_start_choice(cold_start: str, learner: ActiveLearner) -> str:
     return "typiclust" if getattr(learner.net, "pretrained", False) else "random"
 
 
+class TrainingMode(str, Enum):
+    """How the network that scores the pool got there this run."""
+
+    TRAINED = "trained"  # trained on the labeled images
+    COLD_START = "cold_start"  # not trained: too few labels, a cold-start strategy picks the batch
+
+
 @dataclass
 class Training:
     """What scores the pool, and how the network got there."""
 
     strategy: QueryStrategy
-    mode: str  # "trained", or "cold_start" (the network was not trained this run)
+    mode: TrainingMode
     reason: str | None  # why a cold start
     resumed: Path | None  # the checkpoint the network started from
     accuracy: float | None  # on the augmented labeled images, at the last epoch
@@ -72,11 +80,11 @@ def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_:
         net = "checkpoint's" if resumed else "pretrained" if getattr(learner.net, "pretrained", False) else "untrained"
         how = HOW[choice].format(seed=dm.effective_seed, round=round_, net=net)
         say(f"Cold start: {reason}. The network is not trained; this batch is chosen {how}.")
-        return Training(COLD_START[choice](), "cold_start", reason, resumed, None, time.monotonic() - t0)
+        return Training(COLD_START[choice](), TrainingMode.COLD_START, reason, resumed, None, time.monotonic() - t0)
     say(f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
         f"{trainer.max_epochs} epochs, {'from ' + str(resumed) if resumed else 'from a fresh network'} "
         f"(loss and accuracy on the augmented labeled images):")
     trainer.fit(learner, datamodule=dm)
     acc = trainer.callback_metrics.get("train/acc")
-    return Training(strategy, "trained", None, resumed, None if acc is None else float(acc),
+    return Training(strategy, TrainingMode.TRAINED, None, resumed, None if acc is None else float(acc),
                     time.monotonic() - t0)
