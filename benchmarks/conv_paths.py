@@ -6,7 +6,7 @@ marks the path :func:`path_for` takes; ``--depthwise`` adds ConvNeXt-Tiny's dept
 at 224x224 input (each stage's size). Best of ``--reps`` calls, in milliseconds; "-" marks a path
 that does not apply to the layer.
 
-    python benchmarks/conv_paths.py [--device cuda] [--batch 256] [--depthwise --batch 8]
+    python -m benchmarks.conv_paths.py [--device cuda] [--batch 256] [--depthwise --batch 8]
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import time
 import torch
 from torch import nn
 
-from lplgrad import allocator
 from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, is_depthwise, path_for
-from machine import add_malloc_option, describe  # benchmarks/machine.py
+from benchmarks.common import add_malloc_option, describe, malloc_setting
 
 LAYERS = [  # (in channels, input size, out channels, kernel, stride, groups)
     (3, 32, 64, 3, 1, 1), (64, 32, 64, 3, 1, 1), (64, 32, 128, 3, 2, 1), (64, 32, 128, 1, 2, 1), (128, 16, 128, 3, 1, 1),
@@ -47,7 +46,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--depthwise", action="store_true", help="also ConvNeXt-Tiny's depthwise layers")
     a = ap.parse_args()
-    malloc = allocator.apply(a.malloc)
+    malloc = malloc_setting(a.malloc)
     dev = torch.device(a.device)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

@@ -3,7 +3,7 @@ and against lplgrad's previous version (one matrix-vector product per pick).
 
 All run in this process on the same features and print their seconds (best of ``--repeat``,
 after a warm-up), the ratio, and whether they selected the same points in the same order.
-Usage: python benchmarks/coreset_speed.py [--device cuda]
+Usage: python -m benchmarks.coreset_speed.py [--device cuda]
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import time
 
 import torch
 
-from lplgrad import allocator
 from lplgrad.strategies.coreset import k_center_greedy
-from machine import add_malloc_option, describe  # benchmarks/machine.py
+from benchmarks.common import add_malloc_option, describe, malloc_setting
 
 
 def full_matrix_k_center(points: torch.Tensor, centres: torch.Tensor, k: int) -> torch.Tensor:
@@ -93,7 +92,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-slowest", action="store_true", help="leave out the full matrix with a min over the block")
     a = ap.parse_args()
-    malloc = allocator.apply(a.malloc)
+    malloc = malloc_setting(a.malloc)
     dev = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
     # pooled ReLU features are non-negative: use |N(0, 1)| like them

@@ -7,7 +7,7 @@ own, exactly the installed distributions on that list, and nothing else: no lplg
 jsonargparse. ``gpu_all.sh --small`` run with it then meets a missing package or path here, on
 the CPU, instead of on the GPU machine.
 
-    python benchmarks/device_env.py /tmp/device_env
+    python -m benchmarks.device_env.py /tmp/device_env
     PYTHON=/tmp/device_env/bin/python bash benchmarks/gpu_all.sh --small
 """
 from __future__ import annotations

@@ -9,8 +9,8 @@ its end hook (forward, backward, optimiser steps); the rest of the epoch is over
 augmenting images, Lightning's loop, logging, checkpoints. The same steps on the same model in a
 plain loop over in-memory tensors give the floor.
 
-    python benchmarks/epoch_overhead.py            # this code: the default (tensor) path and the PIL path
-    PYTHONPATH=/path/to/older/checkout python benchmarks/epoch_overhead.py --settings default   # an older version
+    python -m benchmarks.epoch_overhead.py            # this code: the default (tensor) path and the PIL path
+    PYTHONPATH=/path/to/older/checkout python -m benchmarks.epoch_overhead.py --settings default   # an older version
 
 The output is one table (milliseconds per epoch, median over the timed epochs).
 """
@@ -18,40 +18,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback
+from benchmarks.common import EpochClock, add_malloc_option, describe, malloc_setting
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from machine import add_malloc_option, describe  # noqa: E402  benchmarks/machine.py
 
 #: the data paths of this code (an older checkout knows only "default", its PIL path)
 SETTINGS = {"default": [], "pil": ["--data.in_memory", "false"]}
-
-
-class EpochClock(Callback):
-    """Per epoch: wall time from its start to the next epoch's start, and the time inside steps."""
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.steps: list[float] = []
-        self._t = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.starts.append(time.perf_counter())
-        self.steps.append(0.0)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.steps[-1] += time.perf_counter() - self._t
 
 
 def cli_args(save_dir: str, labels: int, epochs: int, extra: list[str]) -> list[str]:
@@ -110,9 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     add_malloc_option(p)
     args = p.parse_args(argv)
-    from lplgrad import allocator
 
-    print(describe(torch.device("cpu"), allocator.apply(args.malloc)))
+    print(describe(torch.device("cpu"), malloc_setting(args.malloc)))
     print(f"digits, ResNet-18 width 4, {args.labels} labels, batch 128, {args.epochs} epochs, median over "
           f"epochs 2..{args.epochs - 1}; lplgrad from {__import__('lplgrad').__file__}")
     print(f"{'setting':<12} {'epoch ms':>9} {'steps ms':>9} {'overhead ms':>12}")

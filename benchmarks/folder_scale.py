@@ -10,12 +10,11 @@ It generates ``--n`` small PNG images (32x32, random shapes in 100 sub-folders; 
    32x32; the pool is streamed from disk) for --score-sizes images, with the time and the peak
    extra memory of each: memory does not grow with the pool.
 
-    python benchmarks/folder_scale.py --folder /tmp/folder100k       # about 10 minutes on 2 cores
+    python -m benchmarks.folder_scale.py --folder /tmp/folder100k       # about 10 minutes on 2 cores
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,11 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from benchmarks.common import PeakMemory, add_malloc_option, describe, malloc_setting
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import add_malloc_option, describe  # noqa: E402  benchmarks/machine.py
-from query_speed import PeakMemory  # noqa: E402  benchmarks/query_speed.py
 
 
 def generate(folder: Path, n: int) -> float:
@@ -85,9 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--score-sizes", type=int, nargs="+", default=[10_000, 100_000])
     add_malloc_option(ap)
     a = ap.parse_args(argv)
-    from lplgrad import allocator
 
-    print(describe(torch.device("cpu"), allocator.apply(a.malloc)))
+    print(describe(torch.device("cpu"), malloc_setting(a.malloc)))
     with tempfile.TemporaryDirectory() as tmp:
         folder = a.folder or Path(tmp) / "images"
         made = generate(folder, a.n)

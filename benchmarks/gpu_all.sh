@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check and measurement of docs/benchmarks.md in one run, in at most 8 minutes:
-#   1. correctness on the device (benchmarks/gpu_check.py): a 2-round CIFAR-10-config experiment
+#   1. correctness on the device (benchmarks/gpu_check.py, run as python -m benchmarks.gpu_check): a 2-round CIFAR-10-config experiment
 #      on random images in CIFAR's format through the on-device data path, fp32 and bf16-mixed;
 #      the trained weights' scores against the float64 loop; Coreset/BADGE/TypiClust picks
 #      scored on the device against the CPU's;
@@ -88,11 +88,11 @@ fmnist_both() {  # both at once on the one GPU; fails if either fails
 export PY DEV FMNIST FMNIST_ROOT
 export -f run_fmnist fmnist_both  # timeout runs programs, not functions: bash -c fmnist_both
 
-step "1 correctness" "${LIMITS[0]}" "$PY" benchmarks/gpu_check.py --device "$DEV" $SMALL
-step "2 protocol cost" "${LIMITS[1]}" "$PY" benchmarks/protocol_cost.py --device "$DEV" "${PROTO[@]}"
-step "3 query vs training step" "${LIMITS[2]}" "$PY" benchmarks/query_speed.py --device "$DEV" "${QUERY[@]}"
-step "4 coreset" "${LIMITS[3]}" "$PY" benchmarks/coreset_speed.py --device "$DEV" "${CORESET[@]}"
-step "5 speed settings" "${LIMITS[4]}" "$PY" benchmarks/speed_settings.py --device "$DEV" $SMALL
+step "1 correctness" "${LIMITS[0]}" "$PY" -m benchmarks.gpu_check --device "$DEV" $SMALL
+step "2 protocol cost" "${LIMITS[1]}" "$PY" -m benchmarks.protocol_cost --device "$DEV" "${PROTO[@]}"
+step "3 query vs training step" "${LIMITS[2]}" "$PY" -m benchmarks.query_speed --device "$DEV" "${QUERY[@]}"
+step "4 coreset" "${LIMITS[3]}" "$PY" -m benchmarks.coreset_speed --device "$DEV" "${CORESET[@]}"
+step "5 speed settings" "${LIMITS[4]}" "$PY" -m benchmarks.speed_settings --device "$DEV" $SMALL
 step "6 fashion-mnist fp32 and bf16-mixed" "${LIMITS[5]}" bash -c fmnist_both
 
 echo; echo "### summary after $SECONDS s"

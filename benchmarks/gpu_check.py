@@ -12,8 +12,8 @@
 
 Exits 1 if any check fails; each prints one line.
 
-    python benchmarks/gpu_check.py --device cuda
-    python benchmarks/gpu_check.py --device cpu --small     # the same checks, sized for a CPU
+    python -m benchmarks.gpu_check.py --device cuda
+    python -m benchmarks.gpu_check.py --device cpu --small     # the same checks, sized for a CPU
 """
 from __future__ import annotations
 

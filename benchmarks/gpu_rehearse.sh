@@ -11,6 +11,6 @@ ENV_DIR=$WORK/env; TREE=$WORK/tree; mkdir -p "$TREE"
 export OUT=${OUT:-/tmp/gpu_rehearsal}; mkdir -p "$OUT"
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$TREE"
 cp -r .gpu "$TREE/"
-python benchmarks/device_env.py "$ENV_DIR" | cut -c1-200
+python -m benchmarks.device_env "$ENV_DIR" | cut -c1-200
 cd "$TREE"
 PYTHON=$ENV_DIR/bin/python bash benchmarks/gpu_all.sh --small

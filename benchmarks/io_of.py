@@ -2,7 +2,7 @@
 end, what /proc/self/io counted (``write_bytes``: bytes sent towards storage; ``wchar``: every
 byte passed to write(), terminals and pipes included) and the wall time.
 
-    python benchmarks/io_of.py lplgrad fit --config configs/fashion_mnist.yaml
+    python -m benchmarks.io_of.py lplgrad fit --config configs/fashion_mnist.yaml
 """
 from __future__ import annotations
 

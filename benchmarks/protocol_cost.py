@@ -18,14 +18,13 @@ processes, pinned memory, fp32) and their query; its model, losses and optimiser
 (the same computation), so the difference is the pipeline. lplgrad runs with its defaults for the
 device (on a GPU: images kept on the device, batches augmented there).
 
-    python benchmarks/protocol_cost.py --device cuda          # the paper's CIFAR-10 protocol
-    python benchmarks/protocol_cost.py --small                # about a minute on a CPU
+    python -m benchmarks.protocol_cost.py --device cuda          # the paper's CIFAR-10 protocol
+    python -m benchmarks.protocol_cost.py --small                # about a minute on a CPU
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,12 +32,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, SubsetRandomSampler
+from benchmarks.common import EpochClock, add_malloc_option, describe, malloc_setting
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from epoch_overhead import EpochClock  # noqa: E402  benchmarks/epoch_overhead.py
-from machine import add_malloc_option, describe  # noqa: E402  benchmarks/machine.py
 
 
 @dataclass
@@ -212,10 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--query-sample", type=int, default=None, help="samples the authors' query is timed on")
     add_malloc_option(ap)
     a = ap.parse_args(argv)
-    from lplgrad import allocator
     from lplgrad.datasets import synthetic
 
-    malloc = allocator.apply(a.malloc)
+    malloc = malloc_setting(a.malloc)
     device = torch.device(a.device)
     if a.small:
         p, sizes, per_batch = Protocol(200, 200, 1000, 1000, 200, 8), [200, 600, 1000], 1000  # no loader workers

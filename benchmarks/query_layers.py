@@ -5,7 +5,7 @@ activation-gradient backward only) and a training step, all in this process.
 ``--depthwise-as-grouped`` also runs the query with depthwise convolutions on the older path
 (the batched weight-gradient call), side by side.
 
-    python benchmarks/query_layers.py --models torchvision-convnext_tiny-224 --depthwise-as-grouped
+    python -m benchmarks.query_layers.py --models torchvision-convnext_tiny-224 --depthwise-as-grouped
 """
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ import copy
 import time
 
 import torch
-from machine import add_malloc_option, describe  # benchmarks/machine.py
-from query_speed import MODELS, Learner, best_of, make_model
+from benchmarks.query_speed import MODELS, Learner, best_of, make_model
 from torch import nn
 from torch.nn import functional as F
 
 import lplgrad.gradnorm.batched as batched
 import lplgrad.gradnorm.conv as conv
-from lplgrad import allocator
 from lplgrad.strategies import EntGradNorm
+from benchmarks.common import add_malloc_option, describe, malloc_setting
 
 LAYER_SQ, CHOOSE_PATH = batched._layer_sq, conv.choose_path
 
@@ -96,7 +95,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--depthwise-as-grouped", action="store_true")
     a = ap.parse_args()
-    print(describe(torch.device("cpu"), allocator.apply(a.malloc)))
+    print(describe(torch.device("cpu"), malloc_setting(a.malloc)))
     for name in a.models:
         bench(name, a)
 

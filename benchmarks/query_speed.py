@@ -5,9 +5,9 @@ throughputs and ratios, the largest score differences (also against a float64 lo
 peak extra memory of the query. ``--scan`` adds S = 1k, 2k, 4k on ResNet-18 (time linear,
 memory flat). Runs unchanged on a GPU with ``--device cuda``.
 
-    python benchmarks/query_speed.py                       # both CIFAR-sized models, CPU
-    python benchmarks/query_speed.py --device cuda --scan
-    python benchmarks/query_speed.py --models torchvision-resnet50-224 torchvision-convnext_tiny-224 \
+    python -m benchmarks.query_speed.py                       # both CIFAR-sized models, CPU
+    python -m benchmarks.query_speed.py --device cuda --scan
+    python -m benchmarks.query_speed.py --models torchvision-resnet50-224 torchvision-convnext_tiny-224 \
         --n 16 --loop-n 4 --f64-n 2 --reps 3 --loop-reps 1  # ImageNet-sized backbones, CPU
 """
 from __future__ import annotations
@@ -20,12 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lplgrad import allocator
 from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18, TorchvisionNet
 from lplgrad.numerics import MathModes
 from lplgrad.strategies import EntGradNorm
-from machine import add_malloc_option, describe  # benchmarks/machine.py
+from benchmarks.common import PeakMemory, add_malloc_option, describe, malloc_setting, sync
 
 MODELS = {  # name: (backbone, input shape, classes)
     "resnet18-w64-32x32": (lambda: ResNet18(10, 3, 64), (3, 32, 32)),
@@ -46,45 +45,6 @@ MEMORY_NOTE = {  # on a CPU the figure is the rise of the resident set
     "default": "",
     "lplgrad": "; pages the allocator kept are reused: --malloc default gives the footprint",
 }
-
-
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class PeakMemory:
-    """Peak extra memory of a block: CUDA allocator peak, or the process's RSS high-water mark
-    (reset through /proc/self/clear_refs) above the RSS at entry."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.base = _rss("VmRSS:")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.base
-        else:
-            self.peak = _rss("VmHWM:") - self.base
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def authors_loop(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +170,7 @@ def main() -> None:
     ap.add_argument("--scan", action="store_true")
     ap.add_argument("--scan-sizes", type=int, nargs="+", default=[1000, 2000, 4000])
     a = ap.parse_args()
-    malloc = allocator.apply(a.malloc)
+    malloc = malloc_setting(a.malloc)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)

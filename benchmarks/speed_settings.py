@@ -8,23 +8,20 @@ The CIFAR-sized step of the paper (ResNet-18 width 64, 32x32, batch 128, M and A
 optimisers) on random in-memory tensors, so that the data path plays no part. Each setting is
 warmed up (compilation included) before it is timed.
 
-    python benchmarks/speed_settings.py --device cuda
-    python benchmarks/speed_settings.py --small          # CPU check: width 8, a few steps
+    python -m benchmarks.speed_settings.py --device cuda
+    python -m benchmarks.speed_settings.py --small          # CPU check: width 8, a few steps
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader, TensorDataset
+from benchmarks.common import add_malloc_option, describe, malloc_setting
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import add_malloc_option, describe  # noqa: E402  benchmarks/machine.py
 
 SETTINGS = {  # name: (trainer precision, module keyword arguments, matmul precision, cuDNN benchmark)
     "fp32": ("32-true", {}, "highest", False),
@@ -89,11 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     add_malloc_option(ap)
     a = ap.parse_args(argv)
-    from lplgrad import allocator
 
     device = torch.device(a.device)
     width, batch, steps, warmup = (8, 32, 3, 2) if a.small else (64, 128, 50, 10)
-    print(describe(device, allocator.apply(a.malloc)))
+    print(describe(device, malloc_setting(a.malloc)))
     print(f"ResNet-18 width {width}, 32x32, batch {batch}, M + A; {steps} timed steps after {warmup}")
     base = None
     for name in a.settings:

@@ -2,7 +2,7 @@
 
 Both sides train the same model (M + A with the ranking loss, two SGD optimisers) on the same
 in-memory batches, in this process, alternating, and the script prints images per second and
-the ratio. Usage: python benchmarks/train_speed.py [--device cuda] [--width 16] [--steps 200]
+the ratio. Usage: python -m benchmarks.train_speed.py [--device cuda] [--width 16] [--steps 200]
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lplgrad import allocator
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import ResNet18
-from machine import add_malloc_option, describe  # benchmarks/machine.py
+from benchmarks.common import add_malloc_option, describe, malloc_setting
 
 
 def make(width: int, channels: int) -> ActiveLearner:
@@ -61,7 +60,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    malloc = allocator.apply(a.malloc)
+    malloc = malloc_setting(a.malloc)
     warnings.filterwarnings("ignore")
     device = torch.device(a.device)
     g = torch.Generator().manual_seed(0)

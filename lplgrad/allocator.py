@@ -41,15 +41,3 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
-
-
-def apply(mode: str = "lplgrad") -> str:
-    """``lplgrad``: :func:`keep_freed_memory`; ``default``: leave glibc alone. Describes the outcome
-    (for benchmark headers)."""
-    if mode == "default":
-        return "glibc default"
-    if mode != "lplgrad":
-        raise ValueError(f"mode must be 'lplgrad' or 'default', got {mode!r}")
-    if keep_freed_memory():
-        return "lplgrad (freed memory kept for reuse)"
-    return "lplgrad (not applied: " + ("the user's choice)" if user_chose_allocator() else "no glibc)")

@@ -9,14 +9,10 @@ from torch import nn
 from lplgrad.gradnorm import per_sample_sq_norms, per_sample_sq_norms_loop
 from lplgrad.gradnorm import batched, reference
 from lplgrad.gradnorm.batched import _BN
-from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18, TimmNet, TorchvisionNet
+from helpers.records import sample_entropy
 
 timm = pytest.importorskip("timm")
-
-
-def sample_entropy(model, x):
-    return entropy(model(x)[0])
 
 
 def perturb(model: nn.Module, seed: int) -> nn.Module:

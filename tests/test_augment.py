@@ -7,9 +7,9 @@ from torchvision.transforms import functional as TF
 from lplgrad.augment import TensorBatches, crop_flip_normalize, draw, normalize
 from lplgrad.cli import cli_main
 from lplgrad.datasets import Digits
-from lplgrad.records import read_rounds
 from lplgrad.split import epoch_permutation
 from lplgrad.transforms import eval_transform, train_transform
+from helpers.records import rounds_of
 
 
 @pytest.mark.parametrize("channels,size,padding,mean,std", [
@@ -85,7 +85,7 @@ def test_cpu_tensor_path_gives_the_same_experiment(tiny_fit, tmp_path):
     rows = {}
     for name, value in (("tensor", "null"), ("pil", "false")):
         cli_main(tiny_fit("--data.in_memory", value, save_dir=tmp_path / name))
-        rows[name] = read_rounds(next((tmp_path / name).glob("digits/version_*")) / "rounds.jsonl")
+        rows[name] = rounds_of(tmp_path / name, "digits")
     assert [r["queried"] for r in rows["tensor"]] == [r["queried"] for r in rows["pil"]]
     assert [r["test_acc"] for r in rows["tensor"]] == [r["test_acc"] for r in rows["pil"]]
 

@@ -6,6 +6,7 @@ import pytest
 from lplgrad.datasets import synthetic
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
+from helpers.records import the_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # configs run tiny by other tests: other entry points, and overlays that need weights or a pretraining
@@ -71,7 +72,7 @@ def test_config_runs_tiny(config, tmp_path, no_checksums):
     args += ["--model.backbone.init_args.width", "2"]
     cli = cli_main(args)
     assert cli.model.net.linear.out_features == EXPECTED_CLASSES[name]
-    (run,) = list((tmp_path / "logs").glob("*/version_*"))
+    run = the_run(tmp_path / "logs")
     rows = read_rounds(run / "rounds.jsonl")
     assert [r["labeled"] for r in rows] == [8, 12]
 

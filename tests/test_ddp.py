@@ -15,9 +15,9 @@ from helpers.runs import HANG_S
 from lplgrad.nets import SmallCNN
 from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.strategies import ScoreContext
-from lplgrad.records import read_rounds
 from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
 from tiny import tiny_fit_args
+from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = {"LPLgrad": LPLgrad, "Coreset": Coreset, "Random": Random, "Entropy": Entropy}
@@ -86,7 +86,7 @@ def test_two_process_experiment(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    rows = rounds_of(tmp_path, "digits")
     # the loop all-gathers the labeled set after every query and stops if the processes disagree
     assert [r["labeled"] for r in rows] == [20, 35, 50] and all(r["processes"] == 2 for r in rows)
     queried = [i for r in rows for i in r["queried"]]

@@ -17,7 +17,6 @@ from lplgrad.datasets import Digits
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
 from lplgrad.records import read_rounds
-from lplgrad.strategies import Random
 from tiny import tiny_fit_args
 
 SYNCS = ("item", "tolist", "__bool__", "cpu", "__float__", "__int__", "numpy")
@@ -52,7 +51,7 @@ def epoch_syncs(monkeypatch, n_labeled: int) -> tuple[int, int]:
     torch.manual_seed(0)
     dm = ActiveDataModule(Digits(), initial_size=n_labeled, query_size=8, subset_size=64, budget=n_labeled + 8,
                           batch_size=8, seed=0, on_device=True)
-    model = ActiveLearner(lambda c, i: SmallCNN(c, i, 4), Random(), num_classes=10, in_channels=1)
+    model = ActiveLearner(lambda c, i: SmallCNN(c, i, 4), num_classes=10, in_channels=1)
     counter = CountSyncs(monkeypatch)
     Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[counter], num_sanity_val_steps=0).fit(model, datamodule=dm)

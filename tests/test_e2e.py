@@ -10,10 +10,10 @@ from lplgrad import strategies
 from lplgrad.cli import cli_main
 from lplgrad.strategies import QueryStrategy
 from lplgrad.records import read_rounds
+from helpers.records import the_run
 
 def run_dir(tmp_path) -> Path:
-    (d,) = list((tmp_path / "logs").glob("*/version_*"))
-    return d
+    return the_run(tmp_path / "logs")
 
 
 def test_three_rounds_end_to_end(tmp_path, tiny_fit):

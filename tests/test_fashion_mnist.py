@@ -6,7 +6,7 @@ import pytest
 
 from lplgrad.cli import cli_main
 from lplgrad.datasets import DatasetNotFoundError, FashionMNIST
-from lplgrad.records import read_rounds
+from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +32,6 @@ def test_two_rounds_on_real_fashion_mnist(tmp_path):
     ])
     dm = cli.datamodule
     assert dm.pool_size == 60000 and len(dm.test_set) == 10000
-    rows = read_rounds(next(tmp_path.glob("*/version_*")) / "rounds.jsonl")
+    rows = rounds_of(tmp_path)
     assert [r["labeled"] for r in rows] == [100, 200]
     assert all(r["test_acc"] > 0.1 for r in rows)  # better than chance on 10 classes

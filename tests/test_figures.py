@@ -14,6 +14,7 @@ from lplgrad.callbacks.figures import class_tags
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
 from tiny import tiny_fit_args
+from helpers.records import the_run
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = [20, 35, 50]  # labeled-set sizes of the three rounds
@@ -38,7 +39,7 @@ def runs(tmp_path_factory):
                                               "--figures.confidence", "false"])):
         save = tmp_path_factory.mktemp(name)
         cli = cli_main(tiny_fit_args(save, "--figures.embedding_points", str(POINTS), *extra))
-        (run,) = list(save.glob("*/version_*"))
+        run = the_run(save)
         out[name] = SimpleNamespace(cli=cli, run=run, acc=events(run))
     return out
 

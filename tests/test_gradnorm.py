@@ -6,13 +6,9 @@ import torch
 from torch import nn
 
 from lplgrad.gradnorm import combine, per_sample_sq_norms, per_sample_sq_norms_loop, supports
-from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18, SmallCNN
 from lplgrad.strategies import EntGradNorm
-
-
-def sample_entropy(model, x):
-    return entropy(model(x)[0])
+from helpers.records import sample_entropy
 
 
 class Mixed(nn.Module):

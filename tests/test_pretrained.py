@@ -12,6 +12,7 @@ from lplgrad.datasets import synthetic
 from lplgrad.label import cli_main as label_main
 from lplgrad.records import read_rounds
 from helpers.shapes import make_shapes, write_labels
+from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "configs"
@@ -56,7 +57,7 @@ def test_transfer_arm_runs_tiny(arm, pretrained_ckpt, tmp_path):
         saved = torch.load(pretrained_ckpt, weights_only=False)["state_dict"]
         assert not torch.equal(net.conv1.weight.detach(), torch.zeros_like(net.conv1.weight))
         assert net.conv1.weight.shape == saved["net.conv1.weight"].shape
-    rows = read_rounds(next(tmp_path.glob("fmnist_5-9/version_*")) / "rounds.jsonl")
+    rows = rounds_of(tmp_path, "fmnist_5-9")
     assert [r["labeled"] for r in rows] == [6, 12, 18]
 
 

@@ -7,6 +7,7 @@ import torch
 
 from lplgrad.callbacks import RoundCallback, RoundEnd
 from lplgrad.cli import cli_main
+from helpers.records import the_run
 
 
 def event() -> RoundEnd:
@@ -46,7 +47,7 @@ def test_the_event_carries_the_labeled_set_before_and_after_the_query(tmp_path, 
         assert e.labeled_after.tolist() == e.labeled_before.tolist() + queried
         assert e.labeled_after.tolist() == final[: len(e.labeled_after)].tolist()
     assert [e.labeled for e in spy.events] == [20, 35, 50] and spy.events[-1].selected is None
-    (run,) = list((tmp_path / "logs").glob("*/version_*"))
+    run = the_run(tmp_path / "logs")
     rows = [json.loads(line) for line in (run / "rounds.jsonl").read_text().splitlines()]
     assert [r["spy_round"] for r in rows] == [0, 1, 2]
     assert "spy saw round 2" in capsys.readouterr().out

@@ -7,22 +7,17 @@ import torch
 
 from lplgrad.cli import cli_main
 from lplgrad.gradnorm import per_sample_sq_norms, per_sample_sq_norms_loop
-from lplgrad.losses import entropy
 from lplgrad.nets import ResNet18
-from lplgrad.records import read_rounds
 from tiny import tiny_fit_args
+from helpers.records import rounds_of, sample_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def sample_entropy(model, x):
-    return entropy(model(x)[0])
 
 
 def tiny_experiment(tmp_path, *options: str) -> list[dict]:
     """Two rounds on the digits, width-4 ResNet-18, with ``options``; the rounds' records."""
     cli_main(tiny_fit_args(tmp_path, *options, budget=35, epochs=2))
-    rows = read_rounds(next(tmp_path.glob("digits/version_*")) / "rounds.jsonl")
+    rows = rounds_of(tmp_path, "digits")
     assert [r["labeled"] for r in rows] == [20, 35]
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
     return rows
@@ -90,15 +85,12 @@ def test_compile_with_inductor_runs_an_experiment(tmp_path):
 def test_speed_settings_times_batches_not_optimiser_steps():
     """benchmarks/speed_settings.py: M and A make two optimiser steps per batch, so the clock
     counts batches itself (global_step made the images/s twice the real figure)."""
-    import sys
-
     from lightning.pytorch import Trainer
     from torch.utils.data import DataLoader, TensorDataset
 
     from lplgrad.module import ActiveLearner
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from speed_settings import StepClock
+    from benchmarks.speed_settings import StepClock
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))

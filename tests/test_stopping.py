@@ -6,6 +6,7 @@ import torch
 
 from lplgrad import stopping
 from lplgrad.cli import cli_main
+from helpers.records import the_run
 
 
 def test_kappa_by_hand():
@@ -44,7 +45,7 @@ def test_stop_set_is_fixed_and_seeded():
 
 def test_fit_records_the_signal(tiny_fit, tmp_path, capsys):
     cli_main(tiny_fit("--stop.size", "40", "--stop.threshold", "0.2", "--stop.rounds", "1"))
-    rows = [json.loads(line) for line in next((tmp_path / "logs").glob("digits/version_*/rounds.jsonl")).open()]
+    rows = [json.loads(line) for line in (the_run(tmp_path / "logs", "digits") / "rounds.jsonl").open()]
     assert rows[0]["stop_kappa"] is None and rows[0]["stop_suggested"] is False
     assert all(isinstance(r["stop_kappa"], float) for r in rows[1:])
     assert rows[-1]["stop_suggested"] == (rows[-1]["stop_kappa"] >= 0.2)
