@@ -49,7 +49,7 @@ def fit_args(root: Path, save: Path, device: str, precision: str, size: tuple) -
 def run_experiment(root: Path, save: Path, device: str, precision: str, size: tuple):
     """One 2-round experiment; (the trained learner, its per-round records)."""
     from lplgrad.cli import cli_main
-    from lplgrad.datasets.synthetic import checksums_skipped
+    from tests.helpers.synthetic import checksums_skipped
     from lplgrad.records import read_rounds
 
     with checksums_skipped():
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--small", action="store_true", help="sizes for a CPU: a few hundred images, width 8")
     a = ap.parse_args(argv)
-    from lplgrad.datasets.synthetic import write_cifar10
+    from tests.helpers.synthetic import write_cifar10
 
     size = SIZES["small" if a.small else "full"]
     device = torch.device(a.device)

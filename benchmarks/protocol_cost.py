@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--query-sample", type=int, default=None, help="samples the authors' query is timed on")
     add_malloc_option(ap)
     a = ap.parse_args(argv)
-    from lplgrad.datasets import synthetic
+    from tests.helpers import synthetic  # tiny files in the datasets' real formats
 
     malloc = malloc_setting(a.malloc)
     device = torch.device(a.device)

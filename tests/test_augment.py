@@ -106,7 +106,7 @@ def test_in_memory_off_with_workers_and_refused_without_an_array(tiny_fit, tmp_p
     cli.datamodule.setup()
     assert cli.datamodule.arrays is None  # workers asked for: the PIL path in them
     assert Digits().load(train=True).array.shape[1:] == (1, 8, 8)
-    from lplgrad.datasets import synthetic
+    from helpers import synthetic
 
     synthetic.write_image_folder(tmp_path / "imgs", classes=3, per_class=6)
     with pytest.raises(SystemExit):

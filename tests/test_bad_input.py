@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lplgrad.datasets import synthetic
+from helpers import synthetic
 from tiny import tiny_fit_args
 from lplgrad.cli import cli_main
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lplgrad.datasets import synthetic
+from helpers import synthetic
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
 from helpers.records import the_run

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lplgrad.cli import cli_main
-from lplgrad.datasets import synthetic
+from helpers import synthetic
 from lplgrad.label import cli_main as label_main
 from lplgrad.records import read_rounds
 from helpers.shapes import make_shapes, write_labels
