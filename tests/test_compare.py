@@ -186,10 +186,11 @@ def test_default_sizes_missing_cells_and_unfinished_runs(hand_runs, capsys):
     write_run(hand_runs, "Entropy", 1, rows_of([10, 20], [0.5, 0.6], [1] * 2, [1] * 2))
     write_run(hand_runs, "Margin", 0, rows_of([10], [0.9], [1], [1]), finished=False)  # interrupted
     assert main(["--collect-only", "--out", str(hand_runs)]) == 0
-    assert "unfinished run folder(s) left out" in capsys.readouterr().out
+    assert "1 run(s) not finished, left out of the report: Margin/seed0" in capsys.readouterr().out
     md = (hand_runs / "table.md").read_text()
     assert "| method | seeds | 10 | 20 | 30 | 40 |" in md  # every recorded size
-    assert "Margin" not in md
+    assert "| Margin" not in md and md.endswith("Not finished yet, left out of this table (1): Margin/seed0.\n")
+    assert "Margin" not in (hand_runs / "table.csv").read_text()
     assert "| Entropy | 2 | 40.00 ± 14.14 | 50.00 ± 14.14 | – | 80.00 (n=1) |" in md
     rows = {r["method"]: r for r in read_csv(hand_runs / "table.csv")}
     assert rows["Entropy"]["mean@30"] == "" and rows["Entropy"]["n@30"] == "0"

@@ -6,10 +6,13 @@ LightningCLI override, e.g. ``--loop.epochs_per_round 10``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from lplgrad.compare.collect import load_runs, unfinished
+from lplgrad.compare.launch import CLUSTERS, SlurmOptions, submit
+from lplgrad.compare.status import JobRecord, add_jobs, read_jobs, status_lines
 from lplgrad.compare.methods import ALL, arm, choose_methods
 from lplgrad.compare.report import ReportSettings, write_report
 from lplgrad.compare.sweep import plan, run_sweep
@@ -38,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="store_true",
                    help='also run "LPLgrad w/o A" (LPLgrad with use_aux false) and write ablation.md/csv')
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after the other)")
+    p.add_argument("--launcher", choices=["local", *CLUSTERS], default="local",
+                   help="local: subprocesses here, --jobs at once; slurm: one SLURM job per run through submitit "
+                        "(preemptible: requeued and resumed); submitit-local: the slurm path run here by "
+                        "submitit's local executor")
+    p.add_argument("--slurm.partition", dest="slurm_partition", default=None, help="the partition of every job")
+    p.add_argument("--slurm.gpus", dest="slurm_gpus", type=int, default=1, help="GPUs per job (default 1)")
+    p.add_argument("--slurm.cpus", dest="slurm_cpus", type=int, default=8, help="CPUs per job (default 8)")
+    p.add_argument("--slurm.mem_gb", dest="slurm_mem_gb", type=int, default=32, help="memory per job in GB (default 32)")
+    p.add_argument("--slurm.time_min", dest="slurm_time_min", type=int, default=24 * 60,
+                   help="time limit of each job in minutes (default 1440); a run longer than that is requeued "
+                        "at the limit and resumed")
+    p.add_argument("--slurm.array_parallelism", dest="slurm_array_parallelism", type=int, default=64,
+                   help="jobs of the sweep's array running at once (default 64)")
+    p.add_argument("--slurm.sbatch", dest="slurm_sbatch", action="append", default=[], metavar="FLAG",
+                   help="an extra sbatch flag for every job, e.g. --slurm.sbatch=--account=proj; repeatable")
+    p.add_argument("--status", action="store_true",
+                   help="print which submitted runs are pending, running, finished or failed, and exit")
     p.add_argument("--at", type=int, nargs="+", default=None, metavar="N",
                    help="labeled-set sizes of the accuracy and paired tables (default: every recorded size)")
     p.add_argument("--baseline", default=None, metavar="NAME",
@@ -68,7 +88,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         if not args.config:
             parser.error("give --config (and/or --out)")
         args.out = Path("results") / Path(args.config[0]).stem
-    if not args.collect_only and not args.config:
+    if not args.collect_only and not args.status and not args.config:
         parser.error("--config is needed to run the sweep (or use --collect-only)")
     args.seeds = list(dict.fromkeys(args.seeds))  # a seed given twice is one run
     if args.jobs < 1:
@@ -98,10 +118,57 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
     )
 
 
+def missing_runs(out: Path) -> list[str]:
+    """``method/seedS`` of every run that is not finished: unfinished run folders, and submitted
+    jobs whose run has no folder yet."""
+    names = [f"{d.parent.name}/{d.name}" for d in unfinished(out)]
+    for rec in read_jobs(out):
+        run = Path(rec.run_dir)
+        name = f"{run.parent.name}/{run.name}"
+        if not (run / "finished.json").is_file() and name not in names:
+            names.append(name)
+    return names
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    return SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem_gb, args.slurm_time_min,
+                        args.slurm_array_parallelism, tuple(args.slurm_sbatch))
+
+
+def submit_sweep(jobs, out: Path, args: argparse.Namespace) -> int:
+    """Submit the unfinished runs as jobs and record their ids; the report waits for --collect-only."""
+    todo = [j for j in jobs if not j.finished]
+    if len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished: skipped")
+    if todo and args.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        print("lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM machine?); "
+              "--launcher submitit-local runs the same jobs here", file=sys.stderr)
+        return 2
+    if todo:
+        try:
+            submitted = submit(todo, out, args.launcher, slurm_options(args))
+        except ModuleNotFoundError as e:
+            if e.name != "submitit":
+                raise
+            print(f"lplgrad.compare: error: --launcher {args.launcher} needs submitit: pip install 'lplgrad[cluster]'",
+                  file=sys.stderr)
+            return 2
+        add_jobs(out, [JobRecord(j.method.name, j.seed, str(j.run_dir), str(j.log), job_id, args.launcher)
+                       for j, job_id in submitted])
+        for j, job_id in submitted:
+            print(f"{j.method.name} seed {j.seed}: job {job_id} (log {j.log})")
+    print(f"sweep: {len(todo)} submitted; watch with --status, write the report with --collect-only "
+          f"(python -m lplgrad.compare --out {out} ...)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse(argv)
     out: Path = args.out
     failed = 0
+    if args.status:
+        print("\n".join(status_lines(out)))
+        return 0
     if not args.collect_only:
         try:
             methods = choose_methods(args.methods if args.methods or not args.arm else [], args.ablation)
@@ -116,12 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out.mkdir(parents=True, exist_ok=True)
         record_commands(out / "commands.txt", [" ".join(j.command) for j in jobs])
+        if args.launcher != "local":
+            return submit_sweep(jobs, out, args)
         result = run_sweep(jobs, args.jobs)
         failed = len(result.failed)
         print(f"sweep: {len(result.ran)} ran, {len(result.skipped)} skipped (finished), {failed} failed")
-    left = unfinished(out)
+    left = missing_runs(out)
     if left:
-        print(f"{len(left)} unfinished run folder(s) left out of the report: " + ", ".join(str(d) for d in left))
+        print(f"{len(left)} run(s) not finished, left out of the report: " + ", ".join(left))
     runs = load_runs(out)
     if not runs:
         print(f"lplgrad.compare: error: no finished runs under {out / 'runs'}", file=sys.stderr)
@@ -129,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     s = report_settings(args)
     if s.baseline not in runs:
         print(f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only")
-    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus)
+    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus, left)
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 1 if failed else 0

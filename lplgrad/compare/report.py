@@ -40,8 +40,15 @@ class ReportSettings:
         return cls(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def report_files(runs: Runs, s: ReportSettings) -> dict[str, str]:
-    """Every table of the report as text, by file name."""
+def missing_note(missing: Sequence[str]) -> str:
+    """The line under each Markdown table while runs of the sweep are not finished."""
+    if not missing:
+        return ""
+    return f"\nNot finished yet, left out of this table ({len(missing)}): " + ", ".join(missing) + ".\n"
+
+
+def report_files(runs: Runs, s: ReportSettings, missing: Sequence[str] = ()) -> dict[str, str]:
+    """Every table of the report as text, by file name; each Markdown table names the ``missing`` runs."""
     seeds = {m: len(by_seed) for m, by_seed in runs.items()}
     sizes = list(s.at) if s.at else labeled_sizes(runs)
 
@@ -68,7 +75,8 @@ def report_files(runs: Runs, s: ReportSettings) -> dict[str, str]:
         files["ablation.md"] = heading("Ablation: with and without A") + tables.ablation_md(ab, METHODS[0].name,
                                                                                             ABLATION.name)
         files["ablation.csv"] = tables.ablation_csv(ab)
-    return files
+    note = missing_note(missing)
+    return {name: text + note if name.endswith(".md") else text for name, text in files.items()}
 
 
 def write_report(
@@ -79,6 +87,7 @@ def write_report(
     baseline: str = "Random",
     timing: bool = True,
     focus: str = "LPLgrad",
+    missing: Sequence[str] = (),
 ) -> list[Path]:
     """Every report file (tables as .md and .csv, ``curves.png``, ``report.json``) from the
     finished runs under ``OUT/runs`` (or ``runs``); a table that no longer applies (the ablation
@@ -88,7 +97,7 @@ def write_report(
     if not runs:
         raise ValueError(f"no finished runs under {out / 'runs'}")
     settings = ReportSettings(list(at or []), baseline, title, timing, focus)
-    files = report_files(runs, settings)
+    files = report_files(runs, settings, missing)
     for name in TABLES:
         for ext in (".md", ".csv"):
             if name + ext not in files:

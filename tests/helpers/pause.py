@@ -23,14 +23,18 @@ class PauseAt(RoundCallback):
     """At the start of global epoch ``epoch`` (``at="epoch_start"``: the previous epoch, and its
     checkpoint if one was due, are done), after batch ``batch`` of that epoch (``"batch_end"``),
     or at the first progress of a query made during that epoch (``"query"``): write ``marker``
-    and wait."""
+    and wait. With ``once``, a run that finds ``marker`` already written does not pause (a
+    requeued job runs its command again, pause options included)."""
 
-    def __init__(self, marker: str, epoch: int, at: str = "epoch_start", batch: int = 0) -> None:
+    def __init__(self, marker: str, epoch: int, at: str = "epoch_start", batch: int = 0, once: bool = False) -> None:
         if at not in ("epoch_start", "batch_end", "query"):
             raise ValueError(f"at: epoch_start, batch_end or query, not {at!r}")
         self.marker, self.epoch, self.at, self.batch = Path(marker), epoch, at, batch
+        self.skip = once and self.marker.exists()  # paused before: this is the run again
 
     def _pause(self, trainer: Trainer) -> None:
+        if self.skip:
+            return
         tmp = self.marker.with_name(self.marker.name + ".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "epoch": trainer.current_epoch, "at": self.at}))
         os.replace(tmp, self.marker)
@@ -52,8 +56,8 @@ class PauseAt(RoundCallback):
             self._pause(trainer)
 
 
-def pause_args(marker: Path, epoch: int, at: str = "epoch_start", batch: int = 0) -> list[str]:
+def pause_args(marker: Path, epoch: int, at: str = "epoch_start", batch: int = 0, once: bool = False) -> list[str]:
     """The command-line options that add :class:`PauseAt` to a ``fit`` run."""
     spec = {"class_path": "helpers.pause.PauseAt",
-            "init_args": {"marker": str(marker), "epoch": epoch, "at": at, "batch": batch}}
+            "init_args": {"marker": str(marker), "epoch": epoch, "at": at, "batch": batch, "once": once}}
     return ["--trainer.callbacks+", json.dumps(spec)]
