@@ -121,3 +121,5 @@ def test_a_slurm_sweep_submits_one_array_with_the_options_and_the_commands(tmp_p
     assert "fit --config" in tasks[0] and "--trainer.logger.init_args.version seed0" in tasks[0]
     lines = status_lines(tmp_path / "out")
     assert lines[-1] == "0 finished, 0 running, 4 pending, 0 failed" and "job 4242_3" in lines[3]
+    assert sweep(tmp_path / "out", launcher="slurm", options=options) == 0  # again: they are pending
+    assert "4 run(s) already submitted and not ended" in capsys.readouterr().out and len(list(seen.iterdir())) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lplgrad.compare.collect import load_runs, unfinished
 from lplgrad.compare.launch import CLUSTERS, SlurmOptions, submit
-from lplgrad.compare.status import JobRecord, add_jobs, read_jobs, status_lines
+from lplgrad.compare.status import JobRecord, add_jobs, read_jobs, state_of, status_lines
 from lplgrad.compare.methods import ALL, arm, choose_methods
 from lplgrad.compare.report import ReportSettings, write_report
 from lplgrad.compare.sweep import plan, run_sweep
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jobs of the sweep's array running at once (default 64)")
     p.add_argument("--slurm.sbatch", dest="slurm_sbatch", action="append", default=[], metavar="FLAG",
                    help="an extra sbatch flag for every job, e.g. --slurm.sbatch=--account=proj; repeatable")
+    p.add_argument("--resubmit", action="store_true",
+                   help="with --launcher slurm: submit again the runs whose recorded jobs are pending or running "
+                        "(after those jobs were cancelled)")
     p.add_argument("--status", action="store_true",
                    help="print which submitted runs are pending, running, finished or failed, and exit")
     p.add_argument("--at", type=int, nargs="+", default=None, metavar="N",
@@ -140,6 +143,13 @@ def submit_sweep(jobs, out: Path, args: argparse.Namespace) -> int:
     todo = [j for j in jobs if not j.finished]
     if len(todo) < len(jobs):
         print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished: skipped")
+    recorded = {(r.method, r.seed): r for r in read_jobs(out)}
+    active = [j for j in todo if (j.method.name, j.seed) in recorded and not args.resubmit
+              and state_of(out, recorded[(j.method.name, j.seed)])[0] in ("pending", "running")]
+    if active:
+        print(f"{len(active)} run(s) already submitted and not ended (pending or running): not submitted again "
+              "(--status shows them; --resubmit submits them again, e.g. after their jobs were cancelled)")
+        todo = [j for j in todo if j not in active]
     if todo and args.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         print("lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM machine?); "
               "--launcher submitit-local runs the same jobs here", file=sys.stderr)

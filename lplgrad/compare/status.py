@@ -1,21 +1,19 @@
 """Which runs of a sweep are pending, running, finished or failed (``python -m lplgrad.compare --status``).
 
-The state is read from the files, so that it needs no scheduler command: ``finished.json`` in the
-run folder (finished); the run folder's lock held by a live process (running); an error in
-submitit's result file of the run's last job (failed); otherwise pending. Submitted job ids are
-kept in ``OUT/jobs.json``.
+The state is read from the files, so that it needs no scheduler command and works from any node:
+``finished.json`` in the run folder (finished); an error in submitit's result file of the run's
+job (failed); a run folder, made when the run starts (running: started and not ended, or
+requeued after a preemption and waiting to resume); otherwise pending. Submitted job ids are kept
+in ``OUT/jobs.json``.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lplgrad.records import atomic_write
-from lplgrad.runfolder import LOCK
 
 JOBS = "jobs.json"
 
@@ -42,21 +40,6 @@ def add_jobs(out: Path, records: list[JobRecord]) -> None:
     atomic_write(out / JOBS, json.dumps([asdict(r) for r in mine.values()], indent=1) + "\n")
 
 
-def _locked(run: Path) -> bool:
-    """A live process holds the run folder's lock (the lock dies with its process)."""
-    path = run / LOCK
-    if not path.is_file():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def result_error(out: Path, job_id: str) -> str | None:
     """The last line of the error submitit recorded for the job, or None (no result yet, or success)."""
     from submitit.core.utils import JobPaths
@@ -79,11 +62,11 @@ def state_of(out: Path, rec: JobRecord) -> tuple[str, str]:
     run = Path(rec.run_dir)
     if (run / "finished.json").is_file():
         return "finished", ""
-    if _locked(run):
-        return "running", f"job {rec.job_id}"
     error = result_error(out, rec.job_id)
     if error is not None:
         return "failed", f"job {rec.job_id}: {error}; logs {rec.log} and {out / 'jobs' / rec.job_id}"
+    if run.is_dir():
+        return "running", f"job {rec.job_id}, log {rec.log}"
     return "pending", f"job {rec.job_id}"
 
 
