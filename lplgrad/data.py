@@ -1,106 +1,30 @@
-"""The data modules of both applications: the pool, its split and its loaders.
-
-:class:`PoolData` is what they share: the :class:`~lplgrad.split.Split`, the pool's training and
-scoring views and the loaders over them. :class:`ActiveDataModule` is the experiment's (a
-dataset with a test split, a random initial set, a budget).
+"""The experiment's data module (:class:`ActiveDataModule`): a dataset with a test split, a
+random initial set, a budget, and the loaders of training, scoring and evaluation. What it
+shares with the labeling app's data module is :class:`~lplgrad.pool_data.PoolData`.
 """
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from lplgrad.augment import TensorBatches
 from lplgrad.budget import Budget
-from lplgrad.datasets import ImageDataset, Images, Placeholders, Transformed
+from lplgrad.datasets import ImageDataset, Transformed
 from lplgrad.errors import ConfigError, DataError
 from lplgrad.loader_kind import LoaderKind, choose_kind
-from lplgrad.query import QueryPool
-from lplgrad.split import Split, epoch_permutation, mix_seed
+from lplgrad.pool_data import PoolData
+from lplgrad.sampling import EpochShuffle, drop_single_last, run_seed
+from lplgrad.split import Split
 
 
-def drop_single_last(n: int, batch_size: int) -> bool:
-    """Whether a loader of ``n`` images in batches of ``batch_size`` drops its last batch: only
-    when it would hold a single image, which BatchNorm cannot normalise in training (one value
-    per channel on small maps). The shuffle changes which image waits each epoch, so no
-    labeled image is left out for good."""
-    return n > batch_size and n % batch_size == 1
-
-
-def run_seed(seed: int | None) -> int:
-    """``seed``, or the run's ``seed_everything`` value when None."""
-    return seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-
-class EpochShuffle(Sampler[int]):
-    """Shuffles by (seed, epoch) only, never from the global random stream.
-
-    Lightning calls ``set_epoch`` every epoch. The permutation, and the loader generator that
-    seeds the next iterator's workers, then depend on nothing else, so a run resumed from a
-    checkpoint draws the same batches as an uninterrupted one.
-    """
-
-    def __init__(self, n: int, seed: int, epoch: int, loader_generator: torch.Generator) -> None:
-        self.n, self.seed, self.loader_generator = n, seed, loader_generator
-        self.set_epoch(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.loader_generator.manual_seed(mix_seed(self.seed, epoch, 1))
-
-    def __iter__(self):
-        return iter(epoch_permutation(self.n, self.seed, self.epoch).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class PoolData(LightningDataModule):
-    """The split of a pool of images, the pool's views (augmented for training, plain for
-    scoring) and the loaders over them. Subclasses call :meth:`set_pool` and set ``split``."""
-
-    def __init__(self, eval_batch_size: int, num_workers: int) -> None:
-        super().__init__()
-        self.eval_batch_size, self.num_workers = eval_batch_size, num_workers
-        self.split: Split | None = None
-        self.pool: Images | None = None
-
-    def set_pool(self, pool: Images, train_transform, eval_transform) -> None:
-        self.pool = pool
-        self._train_view = Transformed(pool, train_transform)
-        self._eval_view = Transformed(pool, eval_transform)
-
-    def labels(self, indices: Tensor) -> Tensor:
-        return self.pool.targets[indices]
-
-    def device(self) -> torch.device:
-        """The device the trainer runs on (the CPU before a trainer is attached)."""
-        trainer = self.trainer
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-
-    def loader(self, ds: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               persistent: bool = False, **kw) -> DataLoader:
-        """A DataLoader with the module's workers; ``persistent`` keeps them between epochs (the
-        training loader), and memory is pinned when the trainer runs on CUDA."""
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=drop_last, persistent_workers=persistent and self.num_workers > 0,
-                          pin_memory=self.device().type == "cuda", **kw)
-
-    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
-        """Pool items at ``indices`` with the evaluation transform, in order; with ``images``
-        false, their rows without pixels (nothing is decoded)."""
-        view = self._eval_view if images else Placeholders(self.pool)
-        return self.loader(Subset(view, torch.as_tensor(indices).tolist()), self.eval_batch_size)
-
-    def query_pool(self) -> QueryPool:
-        """What a query draws from: the split, the size of S and the pool's loader."""
-        return QueryPool(self.split, self.subset_size, self.pool_dataloader)
+#: the seed of the ``test_size`` subset of the test set: fixed, not the run's seed, so that every
+#: seed of a comparison is evaluated on the same images (paired differences compare like with like)
+TEST_SUBSET_SEED = 12345
 
 
 class ActiveDataModule(PoolData):
@@ -115,7 +39,8 @@ class ActiveDataModule(PoolData):
         batch_size: training batch size.
         eval_batch_size: batch size for the test set and for scoring candidates.
         num_workers: DataLoader worker processes (persistent within a round).
-        seed: seed of the split and of S; None uses the run's ``seed_everything`` value.
+        seed: seed of the split and of S; linked from ``seed_everything`` (not an option of its
+            own); None (``seed_everything: false``, or a module built outside the CLI): 0.
         test_size: evaluate on a fixed seeded subset of this many test images (None: all).
         in_memory: train from the images as one uint8 tensor, augmenting whole batches
             (:mod:`lplgrad.augment`), for datasets stored as one array (Fashion-MNIST,
@@ -182,7 +107,7 @@ class ActiveDataModule(PoolData):
             self.test_set = self.dataset.load(train=False)
             test = Transformed(self.test_set, self.dataset.eval_transform())
             if self.test_size is not None and self.test_size < len(test):
-                g = torch.Generator().manual_seed(12345)
+                g = torch.Generator().manual_seed(TEST_SUBSET_SEED)
                 test = Subset(test, torch.randperm(len(test), generator=g)[: self.test_size].sort().values.tolist())
             self._test_view = test
             self._test_rows = torch.as_tensor(test.indices) if isinstance(test, Subset) else torch.arange(len(test))

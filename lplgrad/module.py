@@ -82,8 +82,8 @@ class ActiveLearner(LightningModule):
         self._optimizer, self._scheduler = optimizer, scheduler
         self.automatic_optimization = False
         self._epoch_sums: Tensor | None = None  # per training epoch: loss, ce, ranking loss (x batch size), correct, seen
-        self.epoch_in_round = 0  # set by the rounds callback
-        self.round_index = 0  # set by the rounds callback
+        self.round_index, self.round_first_epoch = 0, 0  # see start_round
+        self.epoch_in_round = 0  # this epoch's place in its round, set as each epoch starts
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
@@ -159,7 +159,14 @@ class ActiveLearner(LightningModule):
             self.log("train/ranking_loss", aux, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/acc", correct, on_step=False, on_epoch=True, batch_size=1)
 
+    def start_round(self, index: int, first_epoch: int) -> None:
+        """Round ``index`` trains from global epoch ``first_epoch`` on: A's detaching and M's
+        schedule count the round's epochs from there. The rounds loop calls it when a round
+        starts (and on a resume); a run of one round (the labeling app) keeps (0, 0)."""
+        self.round_index, self.round_first_epoch = index, first_epoch
+
     def on_train_epoch_start(self) -> None:
+        self.epoch_in_round = self.current_epoch - self.round_first_epoch
         self._epoch_sums = None
         # stepping at the start of every epoch but a round's first equals stepping after each epoch,
         # and leaves the schedule right when a round's fresh optimisers were just made

@@ -28,7 +28,7 @@ FREE = (
     "ckpt_path", "overwrite", "allow_config_change", "config", "trainer.logger", "trainer.callbacks",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.default_root_dir", "trainer.profiler", "trainer.max_time", "trainer.enable_checkpointing",
-    "checkpoint", "query_progress", "figures",
+    "checkpoint", "query_progress", "figures", "stop",  # the last three: options of runs saved before 2026-12-02
 )
 
 #: options added since earlier runs were saved: absent from such a run's config.yaml, their value

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             rounds = pick_rounds(sorted(by_round), args.tsne_rounds)
             written.append(tsne_figure([by_round[r] for r in rounds], out))
         else:
-            print("no embeddings logged in this run (figures.embeddings false?): no t-SNE figure", file=sys.stderr)
+            print("no embeddings logged in this run (RoundFigures with embeddings false?): no t-SNE figure", file=sys.stderr)
     for path in written:
         print(path)
     return written

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

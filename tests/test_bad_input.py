@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from helpers import synthetic
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 from lplgrad.cli import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_labels_outside_num_classes(tmp_path, capsys, monkeypatch):
 
 
 def test_nan_loss_stops_with_round_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    args = base(tmp_path, "--model.backbone", "nan_net.NaNAfter", "--model.backbone.init_args.after", "6",
+    args = base(tmp_path, "--model.backbone", "helpers.nan_net.NaNAfter", "--model.backbone.init_args.after", "6",
                 "--loop.epochs_per_round", "3", "--data.batch_size", "10")  # 2 batches an epoch: NaN in epoch 3
     line = fails(args, capsys, code=3)
     assert "became nan in round 1, epoch 0 of the round (global epoch 3)" in line

@@ -8,7 +8,7 @@ from lplgrad.cli import cli_main as fit_main
 from lplgrad.errors import ConfigError, DataError, LabelingError, LPLgradError, RunExistsError, TrainingDivergedError
 from lplgrad.label import cli_main as label_main
 from helpers.shapes import make_shapes, write_labels
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,6 @@ def test_label_unknown_option_is_one_line(tmp_path, capsys):
 
 
 def test_label_diverged_loss_exits_3(tmp_path, capsys):
-    args = label_args(tmp_path, "--model.backbone", "nan_net.NaNAfter", "--model.backbone.init_args.after", "0",
+    args = label_args(tmp_path, "--model.backbone", "helpers.nan_net.NaNAfter", "--model.backbone.init_args.after", "0",
                       "--model.backbone.init_args.width", "2")
     assert "the training loss became nan" in one_line(label_main, args, capsys, "lplgrad.label", code=3)

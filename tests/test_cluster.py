@@ -14,7 +14,7 @@ from helpers.runs import ENV, HANG_S
 from lplgrad.compare.cli import main as compare_main
 from lplgrad.compare.status import read_jobs, status_lines
 from lplgrad.records import read_rounds
-from tiny import DIGITS, tiny_options
+from helpers.tiny import DIGITS, tiny_options
 
 pytest.importorskip("submitit")
 

@@ -16,7 +16,7 @@ from lplgrad.nets import SmallCNN
 from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.strategies import ScoreContext
 from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import sys
 from helpers.pause import pause_args
 from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.records import read_rounds
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 
 def ddp(save_dir, version, *extra):

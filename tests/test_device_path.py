@@ -10,14 +10,14 @@ from lightning.pytorch import Callback, Trainer
 
 from helpers.pause import pause_args
 from helpers.runs import HANG_S, ENV, start_and_kill
-from lplgrad.callbacks import loop as loop_module
+from lplgrad.callbacks import process_state as loop_module
 from lplgrad.cli import cli_main
 from lplgrad.data import ActiveDataModule
 from lplgrad.datasets import Digits
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
 from lplgrad.records import read_rounds
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 SYNCS = ("item", "tolist", "__bool__", "cpu", "__float__", "__int__", "numpy")
 

@@ -96,8 +96,27 @@ def test_command_line_overrides(tmp_path, tiny_fit):
     (loop,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ActiveLearningLoop"]
     assert loop.strategy is cli.strategy  # the rounds loop owns it
     assert cli.model.net.linear.out_features == 10 and cli.model.hparams.in_channels == 1  # linked from data
+    assert cli.datamodule.seed == 3  # linked from seed_everything
     cli.trainer.fit(cli.model, cli.datamodule)
     assert os.environ["PL_GLOBAL_SEED"] == "3"
+
+
+def test_the_data_seed_is_linked_from_seed_everything(tmp_path, tiny_fit, capsys, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "11")  # what Lightning's seed_everything() picks with no value
+    picked = cli_main(tiny_fit("--seed_everything", "true")[1:], run=False)
+    assert picked.config.seed_everything == 11 == picked.datamodule.seed
+    monkeypatch.setenv("PL_GLOBAL_SEED", "12")  # no longer read by the data: no seed means 0
+    assert cli_main(tiny_fit("--seed_everything", "false")[1:], run=False).datamodule.seed is None
+    saved = tmp_path / "saved.yaml"  # a config.yaml of a run saved before the link: data.seed null
+    saved.write_text("data:\n  seed: null\n")
+    assert cli_main(tiny_fit("--config", str(saved), "--seed_everything", "4")[1:], run=False).datamodule.seed == 4
+    with pytest.raises(SystemExit):
+        cli_main(tiny_fit("--data.seed", "3"))
+    assert "--data.seed has moved: set --seed_everything (the data's seed is linked from it)" in capsys.readouterr().err
+    saved.write_text("data:\n  seed: 3\n")
+    with pytest.raises(SystemExit):
+        cli_main(tiny_fit("--config", str(saved)))
+    assert f"{saved}: data.seed has moved: set seed_everything" in capsys.readouterr().err
 
 
 def test_seed_changes_the_split(tmp_path, tiny_fit):

@@ -13,7 +13,7 @@ from lplgrad.callbacks import QueryProgressBar
 from lplgrad.callbacks.figures import class_tags
 from lplgrad.cli import cli_main
 from lplgrad.records import read_rounds
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 from helpers.records import the_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,10 @@ def events(run: Path):
 def runs(tmp_path_factory):
     """The same tiny experiment with every figure on, and with every switch off."""
     out = {}
-    for name, extra in (("on", []), ("off", ["--figures.embeddings", "false", "--figures.images", "false",
-                                              "--figures.confidence", "false"])):
+    for name, extra in (("on", []), ("off", ["--trainer.callbacks.embeddings", "false", "--trainer.callbacks.images", "false",
+                                              "--trainer.callbacks.confidence", "false"])):
         save = tmp_path_factory.mktemp(name)
-        cli = cli_main(tiny_fit_args(save, "--figures.embedding_points", str(POINTS), *extra))
+        cli = cli_main(tiny_fit_args(save, "--trainer.callbacks.embedding_points", str(POINTS), *extra))
         run = the_run(save)
         out[name] = SimpleNamespace(cli=cli, run=run, acc=events(run))
     return out
@@ -189,14 +189,14 @@ def test_progress_bar_shows_totals_and_counts(capsys):
     assert "Round 3 query (candidates)" in out and "Round 3 query (labeled)" in out
 
 
-@pytest.mark.parametrize("case", ["no progress bar", "refresh 0", "disabled", "other rank", "switched off"])
+@pytest.mark.parametrize("case", ["no progress bar", "refresh 0", "disabled", "other rank"])
 def test_progress_bar_hidden(case):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     bar = TQDMProgressBar(refresh_rate=0 if case == "refresh 0" else 1)
     if case == "disabled":
         bar.disable()
-    cb = QueryProgressBar(enable=case != "switched off")
+    cb = QueryProgressBar()
     trainer = fake_trainer(None if case == "no progress bar" else bar, rank0=case != "other rank")
     cb.on_query_start(trainer, SimpleNamespace(), 10, "candidates")
     assert cb.bar is None

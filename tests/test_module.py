@@ -10,7 +10,7 @@ from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
 from lplgrad.errors import ConfigError
 from lplgrad.strategies import Entropy, LearningLoss, check_learner
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,21 @@ def test_features_detached_after_epoch_loss():
         assert reached == flows
         head = torch.autograd.grad(m.losses(x, y)[2], list(m.loss_head.parameters()))
         assert any(g.abs().sum() > 0 for g in head)  # A always learns
+
+
+def test_a_round_counts_its_epochs_from_its_first(tiny_fit):
+    """The rounds loop tells the module where each round starts; the module counts the round's epochs."""
+    seen = []
+
+    class Spy(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                seen.append((pl_module.round_index, pl_module.epoch_in_round))
+
+    cli = cli_main(tiny_fit("--loop.epochs_per_round", "3", "--data.budget", "35")[1:], run=False)
+    cli.trainer.callbacks.append(Spy())
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert seen == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 
 def test_without_aux_and_strategy_needing_it():

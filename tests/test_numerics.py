@@ -4,7 +4,7 @@ import torch
 
 from lplgrad.cli import cli_main
 from lplgrad.resume import differences
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 
 def test_math_options_set_tf32_for_the_run(tmp_path):

@@ -17,7 +17,7 @@ from helpers.records import rounds_of
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "configs"
 TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.accelerator", "cpu", "--data.num_workers", "0", "--figures.embedding_points", "8"]
+        "--trainer.accelerator", "cpu", "--data.num_workers", "0", "--trainer.callbacks.embedding_points", "8"]
 ARMS = ["transfer/arms/scratch_lplgrad.yaml", "transfer/arms/scratch_random.yaml",
         "transfer/arms/pretrained_lplgrad.yaml", "transfer/arms/pretrained_random.yaml",
         "transfer/arms/pretrained_typiclust_badge.yaml"]

@@ -11,7 +11,7 @@ import pytest
 from helpers.pause import pause_args
 from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.records import read_rounds
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 12  # per round

@@ -51,3 +51,17 @@ def test_the_event_carries_the_labeled_set_before_and_after_the_query(tmp_path, 
     rows = [json.loads(line) for line in (run / "rounds.jsonl").read_text().splitlines()]
     assert [r["spy_round"] for r in rows] == [0, 1, 2]
     assert "spy saw round 2" in capsys.readouterr().out
+
+
+def test_the_optional_callbacks_change_no_training_or_selection(tmp_path, tiny_fit):
+    """The query bar, stop signal and figures are listed in the config; without them (an empty
+    trainer.callbacks) a run trains and selects exactly the same, and has no stop signal."""
+    rows = {}
+    for name, extra in (("listed", []), ("none", ["--trainer.callbacks", "[]"])):
+        cli = cli_main(tiny_fit(*extra, save_dir=tmp_path / name))
+        names = {type(cb).__name__ for cb in cli.trainer.callbacks}
+        assert ({"QueryProgressBar", "StopSignal", "RoundFigures"} <= names) == (name == "listed")
+        rows[name] = [json.loads(line) for line in (the_run(tmp_path / name, "digits") / "rounds.jsonl").open()]
+    assert all("stop_kappa" in r for r in rows["listed"]) and not any("stop_kappa" in r for r in rows["none"])
+    for a, b in zip(rows["listed"], rows["none"], strict=True):
+        assert (a["test_acc"], a["queried"]) == (b["test_acc"], b["queried"])

@@ -12,9 +12,9 @@ import torch
 from helpers.pause import pause_args
 from helpers.runs import HANG_S, ENV, kill, start_paused
 from lplgrad.cli import cli_main
-from lplgrad.data import drop_single_last
+from lplgrad.sampling import drop_single_last
 from lplgrad.records import read_rounds
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 
 
 def fit(tmp_path, version="v", *extra, **sizes):

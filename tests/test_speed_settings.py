@@ -8,7 +8,7 @@ import torch
 from lplgrad.cli import cli_main
 from lplgrad.gradnorm import per_sample_sq_norms, per_sample_sq_norms_loop
 from lplgrad.nets import ResNet18
-from tiny import tiny_fit_args
+from helpers.tiny import tiny_fit_args
 from helpers.records import rounds_of, sample_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,13 +73,13 @@ def test_compiled_training_step_equals_eager():
 
 
 def test_compile_runs_an_experiment(tmp_path):
-    tiny_experiment(tmp_path, "--model.compile", '{"backend": "aot_eager"}', "--figures.images", "false")
+    tiny_experiment(tmp_path, "--model.compile", '{"backend": "aot_eager"}', "--trainer.callbacks.images", "false")
 
 
 @pytest.mark.slow
 def test_compile_with_inductor_runs_an_experiment(tmp_path):
     """The default backend (inductor; needs a C++ compiler on a CPU): compiling took about 30 s here."""
-    tiny_experiment(tmp_path, "--model.compile", "true", "--figures.images", "false")
+    tiny_experiment(tmp_path, "--model.compile", "true", "--trainer.callbacks.images", "false")
 
 
 def test_speed_settings_times_batches_not_optimiser_steps():

@@ -44,7 +44,8 @@ def test_stop_set_is_fixed_and_seeded():
 
 
 def test_fit_records_the_signal(tiny_fit, tmp_path, capsys):
-    cli_main(tiny_fit("--stop.size", "40", "--stop.threshold", "0.2", "--stop.rounds", "1"))
+    stop = {"class_path": "lplgrad.callbacks.StopSignal", "init_args": {"size": 40, "threshold": 0.2, "rounds": 1}}
+    cli_main(tiny_fit("--trainer.callbacks", json.dumps([stop])))  # the config's list, replaced
     rows = [json.loads(line) for line in (the_run(tmp_path / "logs", "digits") / "rounds.jsonl").open()]
     assert rows[0]["stop_kappa"] is None and rows[0]["stop_suggested"] is False
     assert all(isinstance(r["stop_kappa"], float) for r in rows[1:])

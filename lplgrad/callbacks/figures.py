@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from lplgrad import plots, projector
 from lplgrad.callbacks.base import RoundCallback, RoundEnd
+from lplgrad.errors import ConfigError
 from lplgrad.inference import run_eval
 from lplgrad.nets.pool import pooled
 
@@ -124,7 +125,7 @@ class RoundFigures(RoundCallback):
     def __init__(self, images: bool = True, confidence: bool = True, embeddings: bool = True,
                  embedding_points: int = 500, embedding_seed: int = 0) -> None:
         if embedding_points < 1:
-            raise ValueError(f"figures.embedding_points must be positive, got {embedding_points}")
+            raise ConfigError(f"RoundFigures: embedding_points must be positive, got {embedding_points}")
         self.images, self.confidence, self.embeddings = images, confidence, embeddings
         self.embedding_points, self.embedding_seed = embedding_points, embedding_seed
         self._projector_before: list[Any] | None = None  # entries written by an earlier process (resume)

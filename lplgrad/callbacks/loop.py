@@ -9,12 +9,10 @@ and schedules are made; the weights carry over. The run ends when the budget is 
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
@@ -23,67 +21,10 @@ from lplgrad.data import ActiveDataModule
 from lplgrad.errors import ConfigError
 from lplgrad.evaluation import evaluate
 from lplgrad.callbacks.base import RoundEnd, round_callbacks
+from lplgrad.callbacks.process_state import every_rank, rng_state, set_rng_state, share_rank0_buffers, this_rank
 from lplgrad.query import Placement, QueryProgress, QueryResult, query
 from lplgrad.strategies import LPLgrad, QueryStrategy, check_learner
 from lplgrad.records import atomic_write, write_candidates, write_labeled, write_rounds
-
-
-def rng_state() -> dict[str, Any]:
-    """The global random states as tensors and plain values (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()  # this process's GPU only (dropout draws from it)
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available():
-        if isinstance(cuda, (list, tuple)):  # older checkpoints: one state per visible GPU of the saving machine
-            i = torch.cuda.current_device()
-            cuda = cuda[i] if i < len(cuda) else None
-        if cuda is not None:  # a machine with fewer GPUs than the saving one resumes too
-            torch.cuda.set_rng_state(cuda)
-
-
-def _distributed() -> bool:
-    """A DDP process group is running."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def every_rank(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """This process's random state and every other DDP process's, in rank order (a collective:
-    the checkpoint is made on every process, and only rank 0 writes it)."""
-    if not _distributed():
-        return [state]
-    states: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(states, state)
-    return states
-
-
-def this_rank(states: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """This process's entry of :func:`every_rank`'s list (None: it was saved by fewer processes)."""
-    rank = torch.distributed.get_rank() if _distributed() else 0
-    return states[rank] if rank < len(states) else None
-
-
-def share_rank0_buffers(module: torch.nn.Module) -> None:
-    """Every DDP process takes rank 0's buffers (BatchNorm's running statistics).
-
-    Each process's running statistics follow its own batches, so without this the processes
-    evaluate and score their shards with different models, and a resumed process (which loads
-    rank 0's checkpoint) with yet another one. After it, a round's evaluation and query see one
-    model, the one the round's checkpoint holds, and a resume is exact.
-    """
-    if _distributed() and torch.distributed.get_world_size() > 1:
-        for buffer in module.buffers():
-            torch.distributed.broadcast(buffer, src=0)
 
 
 class _ForwardProgress(QueryProgress):
@@ -163,13 +104,12 @@ class ActiveLearningLoop(Callback):
             f"S={dm.subset_size}, budget {dm.target_size}, strategy {self.strategy!r}"
         )
         self._round_t0 = time.monotonic()
+        pl_module.start_round(self.round, self.round_start_epoch)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._reload_setting is not None:  # the reloaded loader is in place: restore the setting
             trainer.reload_dataloaders_every_n_epochs = self._reload_setting
             self._reload_setting = None
-        pl_module.epoch_in_round = trainer.current_epoch - self.round_start_epoch
-        pl_module.round_index = self.round
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.current_epoch - self.round_start_epoch == self.epochs_per_round - 1:
@@ -215,6 +155,7 @@ class ActiveLearningLoop(Callback):
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
+            learner.start_round(self.round, self.round_start_epoch)
             trainer.strategy.setup_optimizers(trainer)  # fresh optimisers and schedules
             self._reload_setting = trainer.reload_dataloaders_every_n_epochs
             trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the train loader next epoch

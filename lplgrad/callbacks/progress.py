@@ -18,13 +18,10 @@ class QueryProgressBar(RoundCallback):
     each batch and :meth:`on_query_end`. Only global rank 0 shows a bar (its total is its
     own shard under DDP), and only when Lightning's tqdm progress bar is on
     (``trainer.enable_progress_bar`` and a :class:`TQDMProgressBar` with a positive refresh rate).
-
-    Args:
-        enable: set false to never show the query bar.
+    Listed in the config's ``trainer.callbacks`` (configs/fashion_mnist.yaml).
     """
 
-    def __init__(self, enable: bool = True) -> None:
-        self.enable = enable
+    def __init__(self) -> None:
         self.bar: Tqdm | None = None
         self.total = 0
         self.done = 0
@@ -33,7 +30,7 @@ class QueryProgressBar(RoundCallback):
 
     def _shows(self, trainer: Trainer) -> TQDMProgressBar | None:
         cb = trainer.progress_bar_callback
-        if not self.enable or not trainer.is_global_zero or not isinstance(cb, TQDMProgressBar) or not cb.is_enabled:
+        if not trainer.is_global_zero or not isinstance(cb, TQDMProgressBar) or not cb.is_enabled:
             return None
         return cb
 

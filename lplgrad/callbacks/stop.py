@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from lplgrad import stopping
 from lplgrad.callbacks.base import RoundCallback, RoundEnd
-from lplgrad.data import run_seed
+from lplgrad.sampling import run_seed
 from lplgrad.errors import ConfigError
 from lplgrad.inference import run_eval
 
@@ -22,15 +22,16 @@ class StopSignal(RoundCallback):
         size: images in the stop set (fixed for the run, drawn from the whole pool).
         threshold, rounds: stop is suggested once kappa has stayed at or above ``threshold`` for
             ``rounds`` rounds in a row.
-        enable: false turns the signal off.
+
+    Listed in the config's ``trainer.callbacks`` (configs/fashion_mnist.yaml); a run without it
+    has no stop signal.
     """
 
-    def __init__(self, size: int = 1000, threshold: float = stopping.THRESHOLD, rounds: int = stopping.ROUNDS,
-                 enable: bool = True) -> None:
+    def __init__(self, size: int = 1000, threshold: float = stopping.THRESHOLD, rounds: int = stopping.ROUNDS) -> None:
         if size < 1 or rounds < 1 or not 0.0 < threshold <= 1.0:
-            raise ConfigError(f"stop: size and rounds must be positive and threshold in (0, 1], got size {size}, "
+            raise ConfigError(f"StopSignal: size and rounds must be positive and threshold in (0, 1], got size {size}, "
                               f"rounds {rounds}, threshold {threshold}")
-        self.size, self.threshold, self.rounds, self.enable = size, threshold, rounds, enable
+        self.size, self.threshold, self.rounds = size, threshold, rounds
         self.previous: torch.Tensor | None = None  # the last round's predictions on the stop set
         self.kappas: list[float | None] = []
 
@@ -41,8 +42,6 @@ class StopSignal(RoundCallback):
         self.previous, self.kappas = state["previous"], list(state["kappas"])
 
     def on_round_end(self, trainer: Trainer, pl_module: LightningModule, event: RoundEnd) -> None:
-        if not self.enable:
-            return
         dm = trainer.datamodule
         rows = stopping.stop_set(dm.pool_size, self.size, run_seed(dm.seed))
         net = pl_module.net

@@ -20,7 +20,8 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lplgrad.allocator import keep_freed_memory
-from lplgrad.cli import BaseCLI, guarded
+from lplgrad.cli import BaseCLI
+from lplgrad.guard import guarded
 from lplgrad.labeling.checkpoint import round_dirs
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.live import LiveSyncOptions
@@ -33,13 +34,9 @@ from lplgrad.runfolder import RunFolder
 SCAN_CACHE = "scan_cache.json"
 
 
-class EpochInRound(Callback):
-    """One labeling run is one round: the module's epoch within the round is the trainer's epoch
-    (drives A's detaching after ``model.epoch_loss`` epochs and M's schedule). Prints a short
-    progress line about every fifth of the epochs."""
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pl_module.epoch_in_round = trainer.current_epoch
+class EpochLines(Callback):
+    """A short progress line about every fifth of the epochs (one labeling run is one round, so
+    the module counts the round's epochs from 0 without being told)."""
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch, total = trainer.current_epoch + 1, trainer.max_epochs
@@ -61,31 +58,8 @@ class LabelCLI(BaseCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
-        parser.add_argument("--images", type=str, required=True,
-                            help="The folder of images (any depth; PNG, JPEG, ...). Only read.")
-        parser.add_argument("--labels", type=str | None, default=None,
-                            help="The labels CSV: a header 'path,label', then one row per labeled image, "
-                                 "path relative to --images. Missing or empty: no labels yet.")
-        parser.add_argument("--classes", type=str | list[str] | None, default=None,
-                            help="The class names, 'a,b,c' or a file with one per line; rows with other "
-                                 "classes are reported and skipped. Default: the classes in the CSV.")
-        parser.add_argument("--out", type=str, default="labeling",
-                            help="Output folder; each run writes <out>/round_NNN/. Must not be inside --images.")
-        parser.add_argument("--resume", action=ActionYesNo, default=False,
-                            help="Start from the network of the latest round in --out instead of a fresh one.")
-        parser.add_argument("--resume_from", type=str | None, default=None,
-                            help="Start from this checkpoint (a model.ckpt of an earlier round).")
-        parser.add_argument("--cold_start", type=Literal["auto", "random", "coreset", "typiclust"], default="auto",
-                            help="With too few labels to train: choose the batch at random (seeded), by Coreset "
-                                 "(k-center greedy) or by TypiClust (typical images of the largest clusters) on the "
-                                 "network's features; auto: TypiClust with a pretrained backbone, else random.")
-        parser.add_argument("--url_prefix", type=str | None, default=None,
-                            help="Label Studio: prepended to each path in data.image. Default: "
-                                 "/data/local-files/?d=<name of the image folder>/ (local-files serving "
-                                 "with the image folder's parent as document root).")
-        parser.add_argument("--import_from", type=str | None, default=None,
-                            help="Before anything else, append the labels of a Label Studio export "
-                                 "(JSON, JSON-MIN or CSV) to --labels.")
+        add_folder_options(parser)
+        add_round_options(parser)
         parser.add_class_arguments(LiveSyncOptions, "label_studio")
         parser.add_class_arguments(StopOptions, "stop")
         parser.link_arguments("images", "data.root")
@@ -103,10 +77,43 @@ class LabelCLI(BaseCLI):
         super().instantiate_classes()
 
 
+def add_folder_options(parser) -> None:
+    """The images, their labels and classes, and the output folder."""
+    parser.add_argument("--images", type=str, required=True,
+                        help="The folder of images (any depth; PNG, JPEG, ...). Only read.")
+    parser.add_argument("--labels", type=str | None, default=None,
+                        help="The labels CSV: a header 'path,label', then one row per labeled image, "
+                             "path relative to --images. Missing or empty: no labels yet.")
+    parser.add_argument("--classes", type=str | list[str] | None, default=None,
+                        help="The class names, 'a,b,c' or a file with one per line; rows with other "
+                             "classes are reported and skipped. Default: the classes in the CSV.")
+    parser.add_argument("--out", type=str, default="labeling",
+                        help="Output folder; each run writes <out>/round_NNN/. Must not be inside --images.")
+
+
+def add_round_options(parser) -> None:
+    """How the round starts (a fresh or resumed network, the cold start) and what it exchanges with Label Studio."""
+    parser.add_argument("--resume", action=ActionYesNo, default=False,
+                        help="Start from the network of the latest round in --out instead of a fresh one.")
+    parser.add_argument("--resume_from", type=str | None, default=None,
+                        help="Start from this checkpoint (a model.ckpt of an earlier round).")
+    parser.add_argument("--cold_start", type=Literal["auto", "random", "coreset", "typiclust"], default="auto",
+                        help="With too few labels to train: choose the batch at random (seeded), by Coreset "
+                             "(k-center greedy) or by TypiClust (typical images of the largest clusters) on the "
+                             "network's features; auto: TypiClust with a pretrained backbone, else random.")
+    parser.add_argument("--url_prefix", type=str | None, default=None,
+                        help="Label Studio: prepended to each path in data.image. Default: "
+                             "/data/local-files/?d=<name of the image folder>/ (local-files serving "
+                             "with the image folder's parent as document root).")
+    parser.add_argument("--import_from", type=str | None, default=None,
+                        help="Before anything else, append the labels of a Label Studio export "
+                             "(JSON, JSON-MIN or CSV) to --labels.")
+
+
 def cli_main(args: list[str] | None = None) -> dict[str, Any]:
     """Run one labeling round; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the summary
     written to ``proposal.json`` (plus ``round_dir``). Expected failures stop with one
-    ``lplgrad.label: error:`` line (:func:`lplgrad.cli.guarded`)."""
+    ``lplgrad.label: error:`` line (:func:`lplgrad.guard.guarded`)."""
     keep_freed_memory()
 
     def build_and_run() -> dict[str, Any]:
@@ -118,7 +125,7 @@ def cli_main(args: list[str] | None = None) -> dict[str, Any]:
             run_folder=folder,
             save_config_callback=None,
             trainer_defaults={"max_epochs": 40, "num_sanity_val_steps": 0, "logger": False,
-                              "enable_checkpointing": False, "callbacks": [EpochInRound()]},
+                              "enable_checkpointing": False, "callbacks": [EpochLines()]},
             parser_kwargs={"prog": "python -m lplgrad.label", "description": __doc__.split("\n")[0],
                            "exit_on_error": False},
         )

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from lplgrad.data import PoolData, drop_single_last, run_seed
+from lplgrad.pool_data import PoolData
+from lplgrad.sampling import drop_single_last, run_seed
 from lplgrad.datasets import Images
 from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
 from lplgrad.labeling.scan import MAX_PIXELS, open_image, scan_folder
@@ -39,7 +40,7 @@ class LabelFolderData(PoolData):
         min_labels: with fewer labeled images than this (or fewer than 2 classes) the network is
             not trained and the first batch is chosen without it (cold start).
         batch_size, eval_batch_size, num_workers: loaders.
-        seed: seed of the subset and of random choices (None: the run's ``seed_everything``).
+        seed: seed of the subset and of random choices; linked from ``seed_everything`` (None: 0).
         scan_cache: a file (outside ``root``) remembering which images decode, by path, size
             and modification time: a later run decodes only new or changed files. The labeling
             CLI keeps it in its output folder.

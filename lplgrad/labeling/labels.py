@@ -140,6 +140,27 @@ def read_rows(csv_path: str | Path) -> list[tuple[int, str, str]]:
     return rows
 
 
+def _checked_path(raw: str, name: str, root: Path, files: set[str], unreadable: dict[str, str],
+                  known_paths: set[str]) -> tuple[str | None, str | None]:
+    """A row's image path relative to ``root`` and None, or what is wrong with the row."""
+    if not raw:
+        return None, "no path"
+    if not name:
+        return None, "no label"
+    path = normalise_path(raw, root, known_paths)
+    if path is None:
+        return None, "not inside the image folder"
+    if path in unreadable:
+        return path, f"the image cannot be read ({unreadable[path]})"
+    if path not in files:
+        why = "is not an image file" if (root / path).is_file() else "no such image in the folder"
+        head, _, rest = path.partition("/")
+        if head == root.name and rest in files:
+            why += f" (paths are relative to the image folder: {rest!r}?)"
+        return path, why
+    return path, None
+
+
 def read_labels(
     csv_path: str | Path | None,
     root: str | Path,
@@ -166,28 +187,11 @@ def read_labels(
     add = labels.problems.append
     for line, raw, name in read_rows(csv_path):
         labels.rows += 1
-        if not raw:
-            add(Problem(line, raw, "no path: row skipped"))
-            continue
-        if not name:
-            add(Problem(line, raw, "no label: row skipped"))
-            continue
-        path = normalise_path(raw, root, known_paths)
-        if path is None:
-            add(Problem(line, raw, "not inside the image folder: row skipped"))
-            continue
-        if path in unreadable:
-            add(Problem(line, path, f"the image cannot be read ({unreadable[path]}): row skipped"))
-            continue
-        if path not in files:
-            why = "is not an image file" if (root / path).is_file() else "no such image in the folder"
-            head, _, rest = path.partition("/")
-            if head == root.name and rest in files:
-                why += f" (paths are relative to the image folder: {rest!r}?)"
-            add(Problem(line, path, f"{why}: row skipped"))
-            continue
-        if known is not None and name not in known:
-            add(Problem(line, path, f"unknown class {name!r} (the classes are {', '.join(classes)}): row skipped"))
+        path, why = _checked_path(raw, name, root, files, unreadable, known_paths)
+        if why is None and known is not None and name not in known:
+            why = f"unknown class {name!r} (the classes are {', '.join(classes)})"
+        if why is not None:
+            add(Problem(line, path or raw, f"{why}: row skipped"))
             continue
         if path in labels.label:
             first = labels.line[path]

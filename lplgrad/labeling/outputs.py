@@ -69,25 +69,11 @@ def round_tasks(lr: LabelRound, dm: LabelFolderData) -> list[dict[str, Any]]:
     return tasks(lr.proposal.rows(dm.files), lr.prefix, lr.round, repr(lr.training.strategy), model_version)
 
 
-def write_round(lr: LabelRound, dm: LabelFolderData, learner: ActiveLearner, config_yaml: str | None, epochs: int,
-                args: list[str] | None, stage: Path) -> dict[str, Any]:
-    """Write every file of the round into ``stage``, naming them by their place in ``lr.rdir``;
-    returns the summary written to ``proposal.json``."""
+def round_summary(lr: LabelRound, dm: LabelFolderData, rows: list[dict[str, Any]], ckpt: Path | None, epochs: int,
+                  args: list[str] | None) -> dict[str, Any]:
+    """What ``proposal.json`` says about the round (``rows``: the proposal's rows)."""
     training, rdir = lr.training, lr.rdir
-    rows = lr.proposal.rows(dm.files)
-    ckpt = rdir / CHECKPOINT if lr.trained or training.strategy.needs_images else None
-    if ckpt is not None:
-        save_checkpoint(stage / CHECKPOINT, learner, dm.classes, lr.round, [dm.files[i] for i in dm.split.labeled.tolist()],
-                        trained=lr.trained or training.resumed is not None)
-    write_to_label(stage / "to_label.csv", rows)
-    write_json(stage / "label_studio.json", lr.tasks)
-    if dm.classes:
-        atomic_write(stage / "label_studio_config.xml", labeling_config(dm.classes))
-    if config_yaml is not None:
-        atomic_write(stage / "config.yaml", config_yaml)
-    if lr.stop is not None:
-        write_stop_files(rdir.parent, stage, lr.stop)
-    summary = {
+    return {
         "round": lr.round,
         "mode": training.mode.value,
         "cold_start_reason": training.reason,
@@ -115,6 +101,27 @@ def write_round(lr: LabelRound, dm: LabelFolderData, learner: ActiveLearner, con
         "command": list(sys.argv[1:] if args is None else args),
         **(lr.stop.fields if lr.stop is not None else {}),
     }
+
+
+def write_round(lr: LabelRound, dm: LabelFolderData, learner: ActiveLearner, config_yaml: str | None, epochs: int,
+                args: list[str] | None, stage: Path) -> dict[str, Any]:
+    """Write every file of the round into ``stage``, naming them by their place in ``lr.rdir``;
+    returns the summary written to ``proposal.json``."""
+    training, rdir = lr.training, lr.rdir
+    rows = lr.proposal.rows(dm.files)
+    ckpt = rdir / CHECKPOINT if lr.trained or training.strategy.needs_images else None
+    if ckpt is not None:
+        save_checkpoint(stage / CHECKPOINT, learner, dm.classes, lr.round, [dm.files[i] for i in dm.split.labeled.tolist()],
+                        trained=lr.trained or training.resumed is not None)
+    write_to_label(stage / "to_label.csv", rows)
+    write_json(stage / "label_studio.json", lr.tasks)
+    if dm.classes:
+        atomic_write(stage / "label_studio_config.xml", labeling_config(dm.classes))
+    if config_yaml is not None:
+        atomic_write(stage / "config.yaml", config_yaml)
+    if lr.stop is not None:
+        write_stop_files(rdir.parent, stage, lr.stop)
+    summary = round_summary(lr, dm, rows, ckpt, epochs, args)
     write_json(stage / "proposal.json", summary)
     return summary
 

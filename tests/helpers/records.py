@@ -1,6 +1,8 @@
 """What the tests read back from a run: its folder, its rounds, and the per-sample loss they score."""
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 
 from lplgrad.losses import entropy
@@ -21,3 +23,15 @@ def rounds_of(save_dir: Path, name: str = "*") -> list[dict]:
 def sample_entropy(model, x):
     """The per-sample loss of the gradient-norm scores: the entropy of M's prediction. -> (B,)"""
     return entropy(model(x)[0])
+
+
+def sd(*v: float) -> float:
+    """Sample standard deviation, written out."""
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts."""
+    with open(path) as f:
+        return list(csv.DictReader(f))
