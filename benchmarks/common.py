@@ -3,6 +3,7 @@ what, when), an epoch clock, peak memory and device sync.
 
 The benchmarks are a package: run each from the repository root as ``python -m benchmarks.NAME``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,19 @@ def cpu_name() -> str:
 
 def describe(device: torch.device, allocator: str) -> str:
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"machine: {cpu_name()} ({platform.machine()}){gpu}; torch {torch.__version__}; device {device}; "
-            f"threads {torch.get_num_threads()}; allocator {allocator}; date {time.strftime('%Y-%m-%d')}")
+    return (
+        f"machine: {cpu_name()} ({platform.machine()}){gpu}; torch {torch.__version__}; device {device}; "
+        f"threads {torch.get_num_threads()}; allocator {allocator}; date {time.strftime('%Y-%m-%d')}"
+    )
 
 
 def add_malloc_option(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--malloc", choices=["lplgrad", "default"], default="lplgrad",
-                    help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default")
+    ap.add_argument(
+        "--malloc",
+        choices=["lplgrad", "default"],
+        default="lplgrad",
+        help="the allocator setting the lplgrad applications start with (lplgrad.allocator), or glibc's default",
+    )
 
 
 def malloc_setting(mode: str = "lplgrad") -> str:

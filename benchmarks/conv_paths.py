@@ -8,6 +8,7 @@ that does not apply to the layer.
 
     python -m benchmarks.conv_paths.py [--device cuda] [--batch 256] [--depthwise --batch 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,16 @@ from lplgrad.gradnorm.conv import PATHS, conv_weight_sq, is_depthwise, path_for
 from benchmarks.common import add_malloc_option, describe, malloc_setting
 
 LAYERS = [  # (in channels, input size, out channels, kernel, stride, groups)
-    (3, 32, 64, 3, 1, 1), (64, 32, 64, 3, 1, 1), (64, 32, 128, 3, 2, 1), (64, 32, 128, 1, 2, 1), (128, 16, 128, 3, 1, 1),
-    (128, 16, 256, 3, 2, 1), (128, 16, 256, 1, 2, 1), (256, 8, 256, 3, 1, 1), (256, 8, 512, 3, 2, 1), (512, 4, 512, 3, 1, 1),
+    (3, 32, 64, 3, 1, 1),
+    (64, 32, 64, 3, 1, 1),
+    (64, 32, 128, 3, 2, 1),
+    (64, 32, 128, 1, 2, 1),
+    (128, 16, 128, 3, 1, 1),
+    (128, 16, 256, 3, 2, 1),
+    (128, 16, 256, 1, 2, 1),
+    (256, 8, 256, 3, 1, 1),
+    (256, 8, 512, 3, 2, 1),
+    (512, 4, 512, 3, 1, 1),
 ]
 DEPTHWISE = [(c, h, c, 7, 1, c) for c, h in ((96, 56), (192, 28), (384, 14), (768, 7))]  # ConvNeXt-Tiny at 224
 
@@ -57,10 +66,22 @@ def main() -> None:
         x = torch.randn(a.batch, c, h, h, device=dev)
         g = torch.randn(a.batch, o, h // s, h // s, device=dev)
         rule = path_for(m, x, g)
-        row = [f"{p}{'*' if p == rule else ' '}=" + (f"{best_ms(lambda: conv_weight_sq(m, x, g, 64 << 20, p), a.reps, sync):8.2f}"
-                                                    if applies(p, groups, c) else f"{'-':>8s}") for p in PATHS]
-        wgrad = best_ms(lambda: torch.ops.aten.convolution_backward(
-            g, x, m.weight, None, m.stride, m.padding, m.dilation, False, [0, 0], groups, [False, True, False]), a.reps, sync)
+        row = [
+            f"{p}{'*' if p == rule else ' '}="
+            + (
+                f"{best_ms(lambda: conv_weight_sq(m, x, g, 64 << 20, p), a.reps, sync):8.2f}"
+                if applies(p, groups, c)
+                else f"{'-':>8s}"
+            )
+            for p in PATHS
+        ]
+        wgrad = best_ms(
+            lambda: torch.ops.aten.convolution_backward(
+                g, x, m.weight, None, m.stride, m.padding, m.dilation, False, [0, 0], groups, [False, True, False]
+            ),
+            a.reps,
+            sync,
+        )
         print(f"C{c:4d} H{h:3d} O{o:4d} k{k} s{s} g{groups:<3d}: " + " ".join(row) + f"  batch_wgrad={wgrad:7.2f}")
 
 

@@ -5,6 +5,7 @@ All run in this process on the same features and print their seconds (best of ``
 after a warm-up), the ratio, and whether they selected the same points in the same order.
 Usage: python -m benchmarks.coreset_speed.py [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -115,9 +116,13 @@ def main() -> None:
     print(f"{'k-center greedy, blocks of likely picks (lplgrad)':<52}: {ours_t:8.3f} s")
     for name, fn in sides.items():
         t, sel = best_of(fn, 1 if "block" in name else a.repeat, sync)
-        same = ("same picks in the same order" if torch.equal(sel.cpu(), ours.cpu()) else
-                "same set of picks" if set(sel.tolist()) == set(ours.tolist()) else
-                f"{len(set(sel.tolist()) & set(ours.tolist()))} of {a.k} picks in common")
+        same = (
+            "same picks in the same order"
+            if torch.equal(sel.cpu(), ours.cpu())
+            else "same set of picks"
+            if set(sel.tolist()) == set(ours.tolist())
+            else f"{len(set(sel.tolist()) & set(ours.tolist()))} of {a.k} picks in common"
+        )
         print(f"{name:<52}: {t:8.3f} s   lplgrad is {t / ours_t:6.1f}x faster   {same}")
     print(f"extra memory: lplgrad O(N*D + 256*N) floats; full matrix (N+M)^2 = {(a.n + a.m) ** 2 * 4 / 2**20:.0f} MiB")
 

@@ -10,6 +10,7 @@ the CPU, instead of on the GPU machine.
     python -m benchmarks.device_env.py /tmp/device_env
     PYTHON=/tmp/device_env/bin/python bash benchmarks/gpu_all.sh --small
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("dest", type=Path)
     a = ap.parse_args(argv)
     linked, left = build(a.dest)
-    print(f"device_env: {a.dest}: {len(linked)} distributions of the device's image linked; "
-          f"left out (not in its image): {', '.join(left)}")
+    print(
+        f"device_env: {a.dest}: {len(linked)} distributions of the device's image linked; "
+        f"left out (not in its image): {', '.join(left)}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ plain loop over in-memory tensors give the floor.
 
 The output is one table (milliseconds per epoch, median over the timed epochs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,27 @@ SETTINGS = {"default": [], "pil": ["--data.in_memory", "false"]}
 
 
 def cli_args(save_dir: str, labels: int, epochs: int, extra: list[str]) -> list[str]:
-    return ["--config", str(ROOT / "configs" / "digits.yaml"), "--trainer.logger.init_args.save_dir", save_dir,
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--model.backbone.init_args.width", "4", "--data.initial_size", str(labels), "--data.budget", str(labels),
-            "--data.batch_size", "128", "--loop.epochs_per_round", str(epochs), *extra]
+    return [
+        "--config",
+        str(ROOT / "configs" / "digits.yaml"),
+        "--trainer.logger.init_args.save_dir",
+        save_dir,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--model.backbone.init_args.width",
+        "4",
+        "--data.initial_size",
+        str(labels),
+        "--data.budget",
+        str(labels),
+        "--data.batch_size",
+        "128",
+        "--loop.epochs_per_round",
+        str(epochs),
+        *extra,
+    ]
 
 
 def time_fit(labels: int, epochs: int, extra: list[str]) -> tuple[float, float]:
@@ -90,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     print(describe(torch.device("cpu"), malloc_setting(args.malloc)))
-    print(f"digits, ResNet-18 width 4, {args.labels} labels, batch 128, {args.epochs} epochs, median over "
-          f"epochs 2..{args.epochs - 1}; lplgrad from {__import__('lplgrad').__file__}")
+    print(
+        f"digits, ResNet-18 width 4, {args.labels} labels, batch 128, {args.epochs} epochs, median over "
+        f"epochs 2..{args.epochs - 1}; lplgrad from {__import__('lplgrad').__file__}"
+    )
     print(f"{'setting':<12} {'epoch ms':>9} {'steps ms':>9} {'overhead ms':>12}")
     for name in args.settings:
         epoch, steps = time_fit(args.labels, args.epochs, SETTINGS[name])

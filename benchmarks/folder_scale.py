@@ -12,6 +12,7 @@ It generates ``--n`` small PNG images (32x32, random shapes in 100 sub-folders; 
 
     python -m benchmarks.folder_scale.py --folder /tmp/folder100k       # about 10 minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,6 @@ import numpy as np
 import torch
 from PIL import Image
 from benchmarks.common import PeakMemory, add_malloc_option, describe, malloc_setting
-
-
 
 
 def generate(folder: Path, n: int) -> float:
@@ -63,8 +62,15 @@ def timed_scoring(folder: Path, cache: Path, n: int) -> tuple[float, float]:
     from lplgrad.query import query
     from lplgrad.strategies import LPLgrad
 
-    dm = LabelFolderData(str(folder), classes="a,b", image_size=32, subset_size=n, eval_batch_size=256,
-                         scan_cache=str(cache), query_size=20)
+    dm = LabelFolderData(
+        str(folder),
+        classes="a,b",
+        image_size=32,
+        subset_size=n,
+        eval_batch_size=256,
+        scan_cache=str(cache),
+        query_size=20,
+    )
     learner = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=2, in_channels=3)
     strategy = LPLgrad(chunk_size=256)
     with PeakMemory(torch.device("cpu")) as mem:
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = a.folder or Path(tmp) / "images"
         made = generate(folder, a.n)
-        print(f"folder: {a.n} PNG images, 32x32, in 100 sub-folders" + (f" (generated in {made:.0f} s)" if made else ""))
+        print(
+            f"folder: {a.n} PNG images, 32x32, in 100 sub-folders" + (f" (generated in {made:.0f} s)" if made else "")
+        )
         cache = Path(tmp) / "out" / "scan_cache.json"
         for name in ("first scan (decodes every image)", "second scan (scan cache)"):
             seconds, found, peak = timed_scan(folder, cache)
@@ -96,8 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         timed_scoring(folder, cache, 256)  # warm-up: the allocator's first pages are not the pool's
         for n in a.score_sizes:
             seconds, peak = timed_scoring(folder, cache, min(n, a.n))
-            print(f"LPLgrad query over {min(n, a.n):>6} unlabeled images: {seconds:7.1f} s "
-                  f"({min(n, a.n) / seconds:6.0f} images/s), peak extra memory {peak:7.1f} MiB")
+            print(
+                f"LPLgrad query over {min(n, a.n):>6} unlabeled images: {seconds:7.1f} s "
+                f"({min(n, a.n) / seconds:6.0f} images/s), peak extra memory {peak:7.1f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Exits 1 if any check fails; each prints one line.
     python -m benchmarks.gpu_check.py --device cuda
     python -m benchmarks.gpu_check.py --device cpu --small     # the same checks, sized for a CPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,41 @@ SIZES = {  # images per CIFAR batch file (5 train files), initial, query, subset
 def fit_args(root: Path, save: Path, device: str, precision: str, size: tuple) -> list[str]:
     _, initial, query, subset, epochs, width, _ = size
     return [
-        "fit", "--config", str(ROOT / "configs" / "cifar10.yaml"),
-        "--data.dataset.init_args.root", str(root), "--data.dataset.init_args.download", "false",
-        "--data.initial_size", str(initial), "--data.query_size", str(query), "--data.subset_size", str(subset),
-        "--data.budget", str(initial + query), "--data.num_workers", "0", "--data.on_device", "true",
-        "--loop.epochs_per_round", str(epochs), "--model.backbone.init_args.width", str(width),
-        "--trainer.accelerator", device, "--trainer.precision", precision, "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.logger.init_args.save_dir", str(save),
-        "--trainer.logger.init_args.version", precision,
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "cifar10.yaml"),
+        "--data.dataset.init_args.root",
+        str(root),
+        "--data.dataset.init_args.download",
+        "false",
+        "--data.initial_size",
+        str(initial),
+        "--data.query_size",
+        str(query),
+        "--data.subset_size",
+        str(subset),
+        "--data.budget",
+        str(initial + query),
+        "--data.num_workers",
+        "0",
+        "--data.on_device",
+        "true",
+        "--loop.epochs_per_round",
+        str(epochs),
+        "--model.backbone.init_args.width",
+        str(width),
+        "--trainer.accelerator",
+        device,
+        "--trainer.precision",
+        precision,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(save),
+        "--trainer.logger.init_args.version",
+        precision,
     ]
 
 
@@ -75,8 +103,11 @@ def score_check(learner, device: torch.device, n: int) -> tuple[bool, str]:
         out.append(((got - ref).abs() / ref.abs().clamp_min(1e-30)).max().item())
     MathModes().apply()
     ok = out[0] < 1e-4
-    return ok, f"LPLgrad scores, batched on {device.type} vs float64 loop ({n} samples): largest relative " \
-               f"difference {out[0]:.2e} with TF32 off (limit 1e-4), {out[1]:.2e} with a run's TF32 settings"
+    return (
+        ok,
+        f"LPLgrad scores, batched on {device.type} vs float64 loop ({n} samples): largest relative "
+        f"difference {out[0]:.2e} with TF32 off (limit 1e-4), {out[1]:.2e} with a run's TF32 settings",
+    )
 
 
 def moved(measures, device: torch.device):
@@ -107,8 +138,13 @@ def picks_check(learner, device: torch.device, n: int, k: int) -> list[tuple[boo
             scores = strategy.scores(moved(cand, where), ctx).float().cpu()
             picks.append(select_top(idx, scores, k).tolist())
         same = picks[0] == picks[1]
-        results.append((same, f"{strategy!r}: {k} picks of {n} scored on {device.type} "
-                              f"{'equal' if same else 'DIFFER from'} those scored on the CPU"))
+        results.append(
+            (
+                same,
+                f"{strategy!r}: {k} picks of {n} scored on {device.type} "
+                f"{'equal' if same else 'DIFFER from'} those scored on the CPU",
+            )
+        )
     return results
 
 
@@ -130,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             model, rows = run_experiment(root, save, device.type, precision, size)
             learner = learner or model
             line = ", ".join(f"{r['labeled']} labels {100 * r['test_acc']:.2f}%" for r in rows)
-            checks.append((len(rows) == 2, f"cifar10.yaml, on-device data path, {precision}: {len(rows)} rounds ({line})"))
+            checks.append(
+                (len(rows) == 2, f"cifar10.yaml, on-device data path, {precision}: {len(rows)} rounds ({line})")
+            )
         checks.append(score_check(learner, device, size[6]))
         checks.extend(picks_check(learner, device, n=size[6] * 4, k=size[6]))
     for ok, line in checks:

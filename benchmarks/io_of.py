@@ -4,6 +4,7 @@ byte passed to write(), terminals and pipes included) and the wall time.
 
     python -m benchmarks.io_of.py lplgrad fit --config configs/fashion_mnist.yaml
 """
+
 from __future__ import annotations
 
 import runpy
@@ -23,9 +24,12 @@ def main() -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
         after = io_counters()
-        print(f"io_of: {module} wrote {(after['write_bytes'] - before['write_bytes']) / 2**20:.1f} MiB "
-              f"(write_bytes; wchar {(after['wchar'] - before['wchar']) / 2**20:.1f} MiB) in "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(
+            f"io_of: {module} wrote {(after['write_bytes'] - before['write_bytes']) / 2**20:.1f} MiB "
+            f"(write_bytes; wchar {(after['wchar'] - before['wchar']) / 2**20:.1f} MiB) in "
+            f"{time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ device (on a GPU: images kept on the device, batches augmented there).
     python -m benchmarks.protocol_cost.py --device cuda          # the paper's CIFAR-10 protocol
     python -m benchmarks.protocol_cost.py --small                # about a minute on a CPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,6 @@ from torch.utils.data import DataLoader, SubsetRandomSampler
 from benchmarks.common import EpochClock, add_malloc_option, describe, malloc_setting
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 @dataclass
@@ -82,16 +82,41 @@ def sync(device: torch.device) -> None:
 
 # ---- lplgrad ------------------------------------------------------------------------------------
 def lplgrad_args(data: Path, save: str, p: Protocol, n: int, epochs: int, device: torch.device) -> list[str]:
-    return ["--config", str(ROOT / "configs" / "cifar10.yaml"), "--data.dataset.init_args.root", str(data),
-            "--data.dataset.init_args.download", "false", "--trainer.logger.init_args.save_dir", save,
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.accelerator", device.type, "--model.backbone.init_args.width", str(p.width),
-            "--data.initial_size", str(n), "--data.budget", str(n), "--data.query_size", str(p.b),
-            "--data.subset_size", str(p.subset), "--data.batch_size", str(p.batch), "--loop.epochs_per_round", str(epochs)]
+    return [
+        "--config",
+        str(ROOT / "configs" / "cifar10.yaml"),
+        "--data.dataset.init_args.root",
+        str(data),
+        "--data.dataset.init_args.download",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        save,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.accelerator",
+        device.type,
+        "--model.backbone.init_args.width",
+        str(p.width),
+        "--data.initial_size",
+        str(n),
+        "--data.budget",
+        str(n),
+        "--data.query_size",
+        str(p.b),
+        "--data.subset_size",
+        str(p.subset),
+        "--data.batch_size",
+        str(p.batch),
+        "--loop.epochs_per_round",
+        str(epochs),
+    ]
 
 
-def lplgrad_costs(data: Path, p: Protocol, sizes: list[int], epochs: int, device: torch.device,
-                  extra: list[str]) -> Costs:
+def lplgrad_costs(
+    data: Path, p: Protocol, sizes: list[int], epochs: int, device: torch.device, extra: list[str]
+) -> Costs:
     """Epochs timed between the starts of epochs 1 .. epochs + 1; the last epoch's extra time
     over the median epoch is the round's end."""
     from lplgrad.cli import cli_main
@@ -133,8 +158,11 @@ def authors_loaders(data: Path, labeled: list[int], batch: int, device: torch.de
     unlabeled = tvd.CIFAR10(str(data), train=True, download=False, transform=test_tf)
     test = tvd.CIFAR10(str(data), train=False, download=False, transform=test_tf)
     pin = device.type == "cuda"
-    return (DataLoader(train, batch_size=batch, sampler=SubsetRandomSampler(labeled), pin_memory=pin),
-            unlabeled, DataLoader(test, batch_size=batch, pin_memory=pin))
+    return (
+        DataLoader(train, batch_size=batch, sampler=SubsetRandomSampler(labeled), pin_memory=pin),
+        unlabeled,
+        DataLoader(test, batch_size=batch, pin_memory=pin),
+    )
 
 
 def authors_epoch(learner, opts, loader, device: torch.device) -> None:
@@ -149,17 +177,21 @@ def authors_epoch(learner, opts, loader, device: torch.device) -> None:
             o.step()
 
 
-def authors_costs(data: Path, p: Protocol, sizes: list[int], epochs: int, device: torch.device,
-                  query_sample: int) -> Costs:
+def authors_costs(
+    data: Path, p: Protocol, sizes: list[int], epochs: int, device: torch.device, query_sample: int
+) -> Costs:
     from lplgrad.gradnorm import combine, per_sample_sq_norms_loop
     from lplgrad.losses import entropy
     from lplgrad.module import ActiveLearner
     from lplgrad.nets import ResNet18
 
-    learner = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, p.width), num_classes=10, in_channels=3,
-                            epoch_loss=120).to(device)
-    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-            for m in (learner.net, learner.loss_head)]
+    learner = ActiveLearner(
+        backbone=lambda c, i: ResNet18(c, i, p.width), num_classes=10, in_channels=3, epoch_loss=120
+    ).to(device)
+    opts = [
+        torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        for m in (learner.net, learner.loss_head)
+    ]
     per_epoch = {}
     for n in sizes:
         train, unlabeled, test = authors_loaders(data, list(range(n)), p.batch, device)
@@ -195,16 +227,21 @@ def report(name: str, c: Costs, p: Protocol) -> float:
     total = train + query + ends
     epochs = ", ".join(f"{n}: {1e3 * s:.0f} ms" for n, s in c.epoch.items())
     print(f"{name:<9} epoch at labeled size {epochs}; query of S {c.query:.1f} s; round end {c.round_end:.2f} s")
-    print(f"{'':<9} whole run: training {train / 3600:.2f} h + querying {query / 3600:.2f} h + round ends "
-          f"{ends / 3600:.2f} h = {total / 3600:.2f} h")
+    print(
+        f"{'':<9} whole run: training {train / 3600:.2f} h + querying {query / 3600:.2f} h + round ends "
+        f"{ends / 3600:.2f} h = {total / 3600:.2f} h"
+    )
     return total
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--small", action="store_true",
-                    help="a CPU-sized check (width 8, 5,000 images, 3 timed epochs per size): about a minute")
+    ap.add_argument(
+        "--small",
+        action="store_true",
+        help="a CPU-sized check (width 8, 5,000 images, 3 timed epochs per size): about a minute",
+    )
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs per size (after one warm-up epoch)")
     ap.add_argument("--query-sample", type=int, default=None, help="samples the authors' query is timed on")
     add_malloc_option(ap)
@@ -220,9 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         p, sizes, per_batch = Protocol(1000, 1000, 10000, 25000, 200, 64), [1000, 5000, 10000], 10000
         epochs, sample = a.epochs or 2, a.query_sample or 500
     print(describe(device, malloc))
-    print(f"protocol: {len(p.sizes)} rounds of {p.epochs} epochs, {p.initial} -> {p.budget} labels, b={p.b}, "
-          f"S={p.subset}, ResNet-18 width {p.width}, batch {p.batch}; synthetic CIFAR-10 on disk "
-          f"({5 * per_batch} train / {per_batch} test images)")
+    print(
+        f"protocol: {len(p.sizes)} rounds of {p.epochs} epochs, {p.initial} -> {p.budget} labels, b={p.b}, "
+        f"S={p.subset}, ResNet-18 width {p.width}, batch {p.batch}; synthetic CIFAR-10 on disk "
+        f"({5 * per_batch} train / {per_batch} test images)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "cifar"
         synthetic.write_cifar10(data, per_batch=per_batch)
@@ -233,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         measured = time.perf_counter() - t0
     total_ours = report("lplgrad", ours, p)
     total_theirs = report("authors", theirs, p)
-    print(f"projected whole run: lplgrad {total_ours / 3600:.2f} h, authors' pipeline {total_theirs / 3600:.2f} h: "
-          f"lplgrad {total_theirs / total_ours:.2f}x faster (measured in {measured:.0f} s)")
+    print(
+        f"projected whole run: lplgrad {total_ours / 3600:.2f} h, authors' pipeline {total_theirs / 3600:.2f} h: "
+        f"lplgrad {total_theirs / total_ours:.2f}x faster (measured in {measured:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

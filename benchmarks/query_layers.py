@@ -7,6 +7,7 @@ activation-gradient backward only) and a training step, all in this process.
 
     python -m benchmarks.query_layers.py --models torchvision-convnext_tiny-224 --depthwise-as-grouped
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ def timed_reductions(times: dict[str, float]):
         out = LAYER_SQ(m, a, g, max_bytes, y)
         times[layer_kind(m, a)] += time.perf_counter() - t
         return out
+
     return layer_sq
 
 
@@ -67,6 +69,7 @@ def bench(name: str, a: argparse.Namespace) -> None:
                 return strat.measure(learner, x)
             finally:
                 batched._layer_sq, conv.choose_path = LAYER_SQ, CHOOSE_PATH
+
         return run
 
     fns = {"training step": train, "query": query(), "query without reductions": query(lambda *_a, **_k: (None, None))}
@@ -78,7 +81,9 @@ def bench(name: str, a: argparse.Namespace) -> None:
     print(f"\n== {name}, batch {a.batch}: seconds per call, best of {a.reps} interleaved")
     for k, v in best.items():
         print(f"{k:32s} {v:7.3f} s   query speed / training-step speed = {best['training step'] / v:5.2f}x")
-    for label, choose in [("", CHOOSE_PATH)] + ([(", depthwise as grouped", as_grouped)] if a.depthwise_as_grouped else []):
+    for label, choose in [("", CHOOSE_PATH)] + (
+        [(", depthwise as grouped", as_grouped)] if a.depthwise_as_grouped else []
+    ):
         times: dict[str, float] = collections.defaultdict(float)
         query(timed_reductions(times), choose)()
         print(f"reductions inside one query{label} (timed once), by layer type:")

@@ -10,6 +10,7 @@ memory flat). Runs unchanged on a GPU with ``--device cuda``.
     python -m benchmarks.query_speed.py --models torchvision-resnet50-224 torchvision-convnext_tiny-224 \
         --n 16 --loop-n 4 --f64-n 2 --reps 3 --loop-reps 1  # ImageNet-sized backbones, CPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -125,13 +126,19 @@ def bench_model(name: str, a: argparse.Namespace, device: torch.device) -> None:
         return ((u.double().cpu() - v.double().cpu()).abs() / v.double().cpu().abs()).max().item()
 
     fast_sps, loop_sps, train_sps = n / best["fast"], n_loop / best_loop["loop"], n / best["train"]
-    print(f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, train batch {tb}, "
-          f"{n} samples (loop: {n_loop}); best of {a.reps} interleaved runs (loop: {a.loop_reps})")
+    print(
+        f"\n== {name}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, chunk {chunk}, train batch {tb}, "
+        f"{n} samples (loop: {n_loop}); best of {a.reps} interleaved runs (loop: {a.loop_reps})"
+    )
     print(f"batched query (hooks)       : {fast_sps:8.2f} samples/s")
     print(f"authors' one-sample loop    : {loop_sps:8.2f} samples/s   -> batched / loop  = {fast_sps / loop_sps:5.2f}x")
-    print(f"plain training step (limit) : {train_sps:8.2f} samples/s   -> batched / train = {fast_sps / train_sps:5.2f}x")
-    print(f"largest relative difference : batched vs loop {rel(fast[:n_loop], loop):.2e}, "
-          f"batched vs float64 loop {rel(fast[:n64], ref64):.2e}, loop vs float64 loop {rel(loop[:n64], ref64):.2e}")
+    print(
+        f"plain training step (limit) : {train_sps:8.2f} samples/s   -> batched / train = {fast_sps / train_sps:5.2f}x"
+    )
+    print(
+        f"largest relative difference : batched vs loop {rel(fast[:n_loop], loop):.2e}, "
+        f"batched vs float64 loop {rel(fast[:n64], ref64):.2e}, loop vs float64 loop {rel(loop[:n64], ref64):.2e}"
+    )
     print(f"peak extra memory of query  : {mem.peak / 2**20:8.1f} MiB (one chunk, cold){MEMORY_NOTE[a.malloc]}")
 
 
@@ -144,8 +151,10 @@ def scan(a: argparse.Namespace, device: torch.device) -> None:
         g = torch.Generator().manual_seed(s)
         xs = torch.randn(s, *shape, generator=g)
         with PeakMemory(device) as mem:
-            t, _ = timed(lambda: torch.cat([strat.measure(learner, xs[i : i + 256].to(device))
-                                            for i in range(0, s, 256)]), device)
+            t, _ = timed(
+                lambda: torch.cat([strat.measure(learner, xs[i : i + 256].to(device)) for i in range(0, s, 256)]),
+                device,
+            )
         print(f"S = {s:5d}: {t:8.1f} s ({s / t:6.2f} samples/s), peak extra memory {mem.peak / 2**20:7.1f} MiB")
 
 
@@ -159,14 +168,26 @@ def main() -> None:
     ap.add_argument("--loop-n", type=int, default=64, help="samples scored by the one-sample loop")
     ap.add_argument("--f64-n", type=int, default=16, help="samples for the float64 reference")
     ap.add_argument("--chunk", type=int, default=None, help="query chunk (default: automatic)")
-    ap.add_argument("--train-batch", type=int, default=None,
-                    help="batch of the training step it is compared with (default: the query's chunk)")
+    ap.add_argument(
+        "--train-batch",
+        type=int,
+        default=None,
+        help="batch of the training step it is compared with (default: the query's chunk)",
+    )
     ap.add_argument("--reps", type=int, default=5, help="interleaved runs of the query and the train step")
     ap.add_argument("--loop-reps", type=int, default=2, help="runs of the one-sample loop")
-    ap.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
-                    help="float32 matrix products, as a run's --math.matmul_precision (default: a run's default)")
-    ap.add_argument("--cudnn-tf32", action=argparse.BooleanOptionalAction, default=True,
-                    help="TF32 convolutions, as a run's --math.cudnn_tf32 (default: on, a run's default)")
+    ap.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=["highest", "high", "medium"],
+        help="float32 matrix products, as a run's --math.matmul_precision (default: a run's default)",
+    )
+    ap.add_argument(
+        "--cudnn-tf32",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TF32 convolutions, as a run's --math.cudnn_tf32 (default: on, a run's default)",
+    )
     ap.add_argument("--scan", action="store_true")
     ap.add_argument("--scan-sizes", type=int, nargs="+", default=[1000, 2000, 4000])
     a = ap.parse_args()

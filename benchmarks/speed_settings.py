@@ -11,6 +11,7 @@ warmed up (compilation included) before it is timed.
     python -m benchmarks.speed_settings.py --device cuda
     python -m benchmarks.speed_settings.py --small          # CPU check: width 8, a few steps
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.common import add_malloc_option, describe, malloc_setting
-
 
 
 SETTINGS = {  # name: (trainer precision, module keyword arguments, matmul precision, cuDNN benchmark)
@@ -69,12 +69,24 @@ def images_per_second(setting: str, width: int, batch: int, steps: int, warmup: 
     precision, kwargs, matmul, benchmark = SETTINGS[setting]
     MathModes(matmul_precision=matmul).apply()
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(batch * 8, 3, 32, 32, generator=g), torch.randint(0, 10, (batch * 8,), generator=g))
+    data = TensorDataset(
+        torch.randn(batch * 8, 3, 32, 32, generator=g), torch.randint(0, 10, (batch * 8,), generator=g)
+    )
     model = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, width), num_classes=10, in_channels=3, **kwargs)
     clock = StepClock(warmup, steps)
-    trainer = Trainer(accelerator=device.type, devices=1, precision=precision, max_epochs=-1, benchmark=benchmark,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[clock], num_sanity_val_steps=0)
+    trainer = Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision=precision,
+        max_epochs=-1,
+        benchmark=benchmark,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch, shuffle=True, drop_last=True))
     return batch * steps / (clock.t1 - clock.t0)
 

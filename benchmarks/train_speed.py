@@ -4,6 +4,7 @@ Both sides train the same model (M + A with the ranking loss, two SGD optimisers
 in-memory batches, in this process, alternating, and the script prints images per second and
 the ratio. Usage: python -m benchmarks.train_speed.py [--device cuda] [--width 16] [--steps 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ def make(width: int, channels: int) -> ActiveLearner:
 def plain_loop(model: ActiveLearner, loader: DataLoader, device: torch.device) -> None:
     """The same step by hand: forward, joint loss, backward, both optimisers."""
     model.to(device).train()
-    opts = [torch.optim.SGD(g.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4) for g in (model.net, model.loss_head)]
+    opts = [
+        torch.optim.SGD(g.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4) for g in (model.net, model.loss_head)
+    ]
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = model.losses(x, y)[0]
@@ -42,8 +45,16 @@ def plain_loop(model: ActiveLearner, loader: DataLoader, device: torch.device) -
 
 
 def lightning_fit(model: ActiveLearner, loader: DataLoader, device: torch.device) -> None:
-    trainer = Trainer(max_epochs=1, accelerator=device.type, devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator=device.type,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, loader)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -65,7 +76,9 @@ def main() -> None:
     device = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
     n = a.batch * a.steps
-    data = TensorDataset(torch.randn(n, a.channels, a.size, a.size, generator=g), torch.randint(0, 10, (n,), generator=g))
+    data = TensorDataset(
+        torch.randn(n, a.channels, a.size, a.size, generator=g), torch.randint(0, 10, (n,), generator=g)
+    )
     loader = DataLoader(data, batch_size=a.batch, shuffle=False)
     base = make(a.width, a.channels)
     # warm-up of both paths (kernels, allocator)
@@ -80,8 +93,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
     print(describe(device, malloc))
-    print(f"ResNet-18 width {a.width}, {a.channels}x{a.size}x{a.size}, batch {a.batch}, {a.steps} steps, M + A, "
-          f"best of {a.repeats}")
+    print(
+        f"ResNet-18 width {a.width}, {a.channels}x{a.size}x{a.size}, batch {a.batch}, {a.steps} steps, M + A, "
+        f"best of {a.repeats}"
+    )
     print(f"plain PyTorch loop : {n / best['plain']:8.1f} images/s")
     print(f"Trainer.fit        : {n / best['fit']:8.1f} images/s   -> fit / plain = {best['plain'] / best['fit']:.3f}x")
 

@@ -11,6 +11,7 @@ its LPLgrad query 31% faster on the 2-core machine of docs/benchmarks.md (ResNet
 Nothing is changed where the user chose an allocator: a ``MALLOC_*`` variable, an
 ``LD_PRELOAD`` (jemalloc, tcmalloc), ``LPLGRAD_MALLOC=default``, or a C library without mallopt.
 """
+
 from __future__ import annotations
 
 import ctypes

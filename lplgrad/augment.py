@@ -17,6 +17,7 @@ Either way a resumed run draws the same ones (the global state is in every check
 device-resident design follows airbench (Keller Jordan's fast CIFAR-10 training), which keeps
 CIFAR on the GPU and augments there.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ def crop_flip(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int) -> Ten
     return torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out, out=result)
 
 
-def crop_flip_normalize(x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int,
-                        mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def crop_flip_normalize(
+    x_u8: Tensor, offsets: Tensor, flips: Tensor, padding: int, mean: Sequence[float], std: Sequence[float]
+) -> Tensor:
     return normalize(crop_flip(x_u8, offsets, flips, padding), mean, std)
 
 
@@ -106,9 +108,24 @@ class TensorBatches:
             so that every process serves as many batches (as Lightning's distributed sampler).
     """
 
-    def __init__(self, images: Tensor, targets: Tensor, indices: Tensor, batch_size: int, mean: Sequence[float],
-                 std: Sequence[float], train: bool = False, padding: int = 0, flip: bool = False, seed: int = 0,
-                 epoch: int = 0, rank: int = 0, world: int = 1, draws: str = "seeded", drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        indices: Tensor,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool = False,
+        padding: int = 0,
+        flip: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        draws: str = "seeded",
+        drop_last: bool = False,
+    ) -> None:
         if draws not in ("global", "seeded"):
             raise ValueError(f"draws must be 'global' or 'seeded', got {draws!r}")
         self.images, self.indices = images, torch.as_tensor(indices, dtype=torch.long)

@@ -3,6 +3,7 @@
 :class:`Budget` checks the sizes on their own and against the pool, and answers what the rounds
 loop asks of them: how many to query next, and how many rounds are left.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,13 +23,19 @@ class Budget:
     total: int
 
     def __post_init__(self) -> None:
-        for name, v in (("initial_size", self.initial), ("query_size", self.query), ("subset_size", self.subset),
-                        ("budget", self.total)):
+        for name, v in (
+            ("initial_size", self.initial),
+            ("query_size", self.query),
+            ("subset_size", self.subset),
+            ("budget", self.total),
+        ):
             if v < 1:
                 raise ConfigError(f"data.{name} must be positive, got {v}")
         if self.query > self.subset:
-            raise ConfigError(f"data.query_size ({self.query}) is larger than data.subset_size ({self.subset}): "
-                              "a round cannot pick more samples than it scores")
+            raise ConfigError(
+                f"data.query_size ({self.query}) is larger than data.subset_size ({self.subset}): "
+                "a round cannot pick more samples than it scores"
+            )
         if self.initial > self.total:
             raise ConfigError(f"data.initial_size ({self.initial}) is larger than data.budget ({self.total})")
 

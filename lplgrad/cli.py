@@ -3,6 +3,7 @@
 :class:`BaseCLI` is shared with the labeling app (``python -m lplgrad.label``); the checks before
 parsing and the one-line failures are in :mod:`lplgrad.guard`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,10 @@ from lplgrad.strategies import LPLgrad, QueryStrategy
 
 SUBCOMMANDS = ("fit",)
 
-_LISTED = ("trainer.callbacks, as {} with its init_args (an optional callback is listed in the config, "
-           "as configs/fashion_mnist.yaml does)")
+_LISTED = (
+    "trainer.callbacks, as {} with its init_args (an optional callback is listed in the config, "
+    "as configs/fashion_mnist.yaml does)"
+)
 #: options of ``fit`` that moved (and those of both applications, :data:`lplgrad.guard.MOVED`)
 FIT_MOVED = {
     **MOVED,
@@ -52,8 +55,12 @@ class BaseCLI(LightningCLI):
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         parser.link_arguments("seed_everything", "data.seed", compute_fn=split_seed, apply_on="parse")
         parser.add_class_arguments(MathModes, "math", instantiate=False)
-        parser.add_subclass_arguments(QueryStrategy, "strategy", default=lazy_instance(LPLgrad),
-                                      help="The query strategy: how candidates are scored (higher = label first).")
+        parser.add_subclass_arguments(
+            QueryStrategy,
+            "strategy",
+            default=lazy_instance(LPLgrad),
+            help="The query strategy: how candidates are scored (higher = label first).",
+        )
 
     @property
     def strategy(self) -> QueryStrategy:
@@ -88,8 +95,10 @@ def check_precision(cfg) -> None:
     bf16-mixed needs no loss scaling."""
     precision = str(cfg.trainer.get("precision"))
     if precision in ("16-mixed", "16") and cfg.model.get("use_aux", True):
-        raise ConfigError(f"trainer.precision {precision} with model.use_aux true would update the loss scale twice per "
-                          "step (M's and A's optimisers share one GradScaler): use bf16-mixed, or 32")
+        raise ConfigError(
+            f"trainer.precision {precision} with model.use_aux true would update the loss scale twice per "
+            "step (M's and A's optimisers share one GradScaler): use bf16-mixed, or 32"
+        )
 
 
 class LPLgradCLI(BaseCLI):
@@ -109,11 +118,19 @@ class LPLgradCLI(BaseCLI):
         parser.add_lightning_class_args(ActiveLearningLoop, "loop")
         parser.link_arguments("strategy", "loop.strategy", apply_on="instantiate")
         parser.add_lightning_class_args(RoundCheckpoint, "checkpoint")
-        parser.add_argument("--overwrite", type=bool, default=False,
-                            help="start anew in a run folder that already holds an experiment (the old folder is deleted)")
-        parser.add_argument("--allow_config_change", type=bool, default=False,
-                            help="resume although the configuration differs from the run's config.yaml in what "
-                                 "changes training or selection (the changes go to config_changes.jsonl)")
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="start anew in a run folder that already holds an experiment (the old folder is deleted)",
+        )
+        parser.add_argument(
+            "--allow_config_change",
+            type=bool,
+            default=False,
+            help="resume although the configuration differs from the run's config.yaml in what "
+            "changes training or selection (the changes go to config_changes.jsonl)",
+        )
 
     def instantiate_trainer(self, **kwargs: Any):
         """The trainer, with Lightning's own checkpointing off: :class:`RoundCheckpoint` saves the
@@ -152,9 +169,13 @@ class LPLgradCLI(BaseCLI):
             return
         if not cfg.get("overwrite"):
             finished = (run / "finished.json").exists()
-            what = "a finished experiment:" if finished else "an unfinished experiment: resume it with --ckpt_path last,"
-            raise RunExistsError(f"{run} already holds {what} start a new run folder (another "
-                                 "trainer.logger.init_args.version), or pass --overwrite true to delete it")
+            what = (
+                "a finished experiment:" if finished else "an unfinished experiment: resume it with --ckpt_path last,"
+            )
+            raise RunExistsError(
+                f"{run} already holds {what} start a new run folder (another "
+                "trainer.logger.init_args.version), or pass --overwrite true to delete it"
+            )
         self.run_folder.clear()  # records, checkpoints, TensorBoard events and projector files: all of the old run
 
 
@@ -175,14 +196,24 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
     """
     keep_freed_memory()
     folder = RunFolder(ELSEWHERE)
-    return guarded("lplgrad", args, lambda: LPLgradCLI(
-        ActiveLearner,
-        ActiveDataModule,
-        args=args,
-        run=run,
-        run_folder=folder,
-        trainer_defaults={"max_epochs": -1, "num_sanity_val_steps": 0},
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "python -m lplgrad", "exit_on_error": False,
-                       **{c: {"exit_on_error": False} for c in SUBCOMMANDS}},
-    ), folder, worth_keeping, FIT_MOVED)
+    return guarded(
+        "lplgrad",
+        args,
+        lambda: LPLgradCLI(
+            ActiveLearner,
+            ActiveDataModule,
+            args=args,
+            run=run,
+            run_folder=folder,
+            trainer_defaults={"max_epochs": -1, "num_sanity_val_steps": 0},
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "prog": "python -m lplgrad",
+                "exit_on_error": False,
+                **{c: {"exit_on_error": False} for c in SUBCOMMANDS},
+            },
+        ),
+        folder,
+        worth_keeping,
+        FIT_MOVED,
+    )

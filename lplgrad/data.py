@@ -2,6 +2,7 @@
 random initial set, a budget, and the loaders of training, scoring and evaluation. What it
 shares with the labeling app's data module is :class:`~lplgrad.pool_data.PoolData`.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,15 +125,19 @@ class ActiveDataModule(PoolData):
             if len(ds) == 0:
                 raise DataError(f"the {name} split of {type(self.dataset).__name__} is empty")
             if int(ds.targets.max()) >= self.num_classes or int(ds.targets.min()) < 0:
-                raise DataError(f"the {name} split has labels from {int(ds.targets.min())} to {int(ds.targets.max())} "
-                                f"but num_classes is {self.num_classes}")
+                raise DataError(
+                    f"the {name} split has labels from {int(ds.targets.min())} to {int(ds.targets.max())} "
+                    f"but num_classes is {self.num_classes}"
+                )
 
     def _check_sizes(self) -> None:
         """Sizes that need the pool: refused, except S larger than the pool (scored whole, with a warning)."""
         pool = self.pool_size
         if self.sizes.check_pool(pool):
-            rank_zero_warn(f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
-                           f"({pool - self.initial_size}): every round scores the whole unlabeled pool")
+            rank_zero_warn(
+                f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
+                f"({pool - self.initial_size}): every round scores the whole unlabeled pool"
+            )
 
     def _place_arrays(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Choose the loader kind (:mod:`lplgrad.loader_kind`), and return the pool and test images
@@ -140,9 +145,15 @@ class ActiveDataModule(PoolData):
         pool, test = self.pool.array, self.test_set.array
         has_arrays = pool is not None and test is not None and not self.dataset.resize
         device = self.device()
-        self.kind = choose_kind(self.in_memory, self.on_device, has_arrays, type(self.dataset).__name__, device.type,
-                                self.num_workers,
-                                lambda: 4 * (pool.nbytes + test.nbytes) <= torch.cuda.mem_get_info(device)[0])
+        self.kind = choose_kind(
+            self.in_memory,
+            self.on_device,
+            has_arrays,
+            type(self.dataset).__name__,
+            device.type,
+            self.num_workers,
+            lambda: 4 * (pool.nbytes + test.nbytes) <= torch.cuda.mem_get_info(device)[0],
+        )
         if not self.kind.in_memory:
             return None
         return (pool, test) if device.type == "cpu" else (pool.to(device), test.to(device))
@@ -183,24 +194,46 @@ class ActiveDataModule(PoolData):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         per_process = math.ceil(len(labeled) / world)  # a distributed sampler pads every share to this
         if per_process < 2:
-            raise ConfigError(f"{len(labeled)} labeled images over {world} process(es) leave a training batch of "
-                              "one image, which BatchNorm cannot train on: label at least 2 per process "
-                              "(data.initial_size)")
+            raise ConfigError(
+                f"{len(labeled)} labeled images over {world} process(es) leave a training batch of "
+                "one image, which BatchNorm cannot train on: label at least 2 per process "
+                "(data.initial_size)"
+            )
         drop_last = drop_single_last(per_process, self.batch_size)
         if self.arrays is not None:  # shuffled by the same permutation as the PIL path
-            return TensorBatches(self.arrays[0], self.pool.targets, labeled, self.batch_size, self.dataset.mean,
-                                 self.dataset.std, train=True, padding=self.dataset.padding, flip=self.dataset.flip,
-                                 seed=run_seed(self.seed), epoch=epoch, rank=rank, world=world, draws=self.draws,
-                                 drop_last=drop_last)
+            return TensorBatches(
+                self.arrays[0],
+                self.pool.targets,
+                labeled,
+                self.batch_size,
+                self.dataset.mean,
+                self.dataset.std,
+                train=True,
+                padding=self.dataset.padding,
+                flip=self.dataset.flip,
+                seed=run_seed(self.seed),
+                epoch=epoch,
+                rank=rank,
+                world=world,
+                draws=self.draws,
+                drop_last=drop_last,
+            )
         gen = torch.Generator()
         sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
-        return self.loader(Subset(self._train_view, labeled.tolist()), self.batch_size, persistent=True,
-                           sampler=sampler, generator=gen, drop_last=drop_last)
+        return self.loader(
+            Subset(self._train_view, labeled.tolist()),
+            self.batch_size,
+            persistent=True,
+            sampler=sampler,
+            generator=gen,
+            drop_last=drop_last,
+        )
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
         if self.evaluates_on_device:
-            return TensorBatches(self.arrays[0], self.pool.targets, indices, self.eval_batch_size, self.dataset.mean,
-                                 self.dataset.std)
+            return TensorBatches(
+                self.arrays[0], self.pool.targets, indices, self.eval_batch_size, self.dataset.mean, self.dataset.std
+            )
         return super().pool_dataloader(indices, images)
 
     @property
@@ -213,8 +246,14 @@ class ActiveDataModule(PoolData):
         evaluates each round on it; not Lightning's ``test_dataloader`` hook: there is no
         ``Trainer.test`` stage)."""
         if self.evaluates_on_device:
-            return TensorBatches(self.arrays[1], self.test_set.targets, self._test_rows[rank::world_size],
-                                 self.eval_batch_size, self.dataset.mean, self.dataset.std)
+            return TensorBatches(
+                self.arrays[1],
+                self.test_set.targets,
+                self._test_rows[rank::world_size],
+                self.eval_batch_size,
+                self.dataset.mean,
+                self.dataset.std,
+            )
         ds = self._test_view
         if world_size > 1:
             ds = Subset(ds, list(range(rank, len(ds), world_size)))

@@ -1,4 +1,5 @@
 """Test-set evaluation after each round, exact under sharding (torchmetrics syncs the counts)."""
+
 from __future__ import annotations
 
 import torch

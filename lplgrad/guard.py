@@ -2,6 +2,7 @@
 optimiser options, the commands lplgrad does not offer, moved options), and every expected
 failure turned into one line and an exit code (:func:`guarded`, docs/errors.md). Shared by both
 applications."""
+
 from __future__ import annotations
 
 import errno
@@ -45,8 +46,10 @@ def check_traps(args: Sequence[str], moved: dict[str, str] = MOVED) -> None:
     """Refuse ``--optimizer`` / ``--lr_scheduler`` (and their ``.init_args`` forms) on the command
     line, a command lplgrad does not offer, and the ``moved`` options (:func:`check_moved`)."""
     if args and args[0] in NOT_OFFERED:
-        raise ConfigError(f"{args[0]} is not a command of lplgrad (only fit): every round's test accuracy is in the "
-                          "run folder's rounds.jsonl, and python -m lplgrad.label proposes and predicts for a folder")
+        raise ConfigError(
+            f"{args[0]} is not a command of lplgrad (only fit): every round's test accuracy is in the "
+            "run folder's rounds.jsonl, and python -m lplgrad.label proposes and predicts for a folder"
+        )
     for arg in args:
         m = _TRAP_OPTION.match(arg)
         if m:
@@ -78,8 +81,11 @@ def _config_trees(args: Sequence[str]) -> list[tuple[str, Any]]:
     """Each ``--config`` file named in ``args``, with its parsed YAML or the exception reading it raised."""
     trees = []
     for i, a in enumerate(args):
-        path = args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else (
-            a.split("=", 1)[1] if a.startswith("--config=") else None)
+        path = (
+            args[i + 1]
+            if a in ("--config", "-c") and i + 1 < len(args)
+            else (a.split("=", 1)[1] if a.startswith("--config=") else None)
+        )
         if path is None:
             continue
         try:
@@ -119,8 +125,14 @@ def _one_line(message: str) -> str:
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def guarded(prog: str, args: Sequence[str] | None, build: Callable[[], T], run_folder: RunFolder | None = None,
-            worth_keeping: Callable[[Path], bool] = lambda _: True, moved: dict[str, str] = MOVED) -> T:
+def guarded(
+    prog: str,
+    args: Sequence[str] | None,
+    build: Callable[[], T],
+    run_folder: RunFolder | None = None,
+    worth_keeping: Callable[[Path], bool] = lambda _: True,
+    moved: dict[str, str] = MOVED,
+) -> T:
     """``build()``, with every expected failure turned into one ``<prog>: error: ...`` line on
     stderr and the exit code of docs/errors.md: an :class:`LPLgradError` (its ``exit_code``), a
     command-line error (2), or a folder that cannot be written (5). Refuses the trapped options
@@ -145,5 +157,3 @@ def guarded(prog: str, args: Sequence[str] | None, build: Callable[[], T], run_f
     if run_folder is not None:
         run_folder.release()
     return result
-
-

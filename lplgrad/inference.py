@@ -1,6 +1,7 @@
 """The one way a network is run over a loader outside training: eval mode, no gradient, the
 mode restored afterwards. Test evaluation, the query, the figures and the labeling app's
 predictions all go through :func:`run_eval`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator

@@ -8,6 +8,7 @@ on the in-memory path).
 - ``TENSOR``: every split from uint8 tensors on the training device, with draws seeded per
   epoch (a GPU's path, or ``data.on_device`` on a CPU to test it).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -37,8 +38,15 @@ class LoaderKind(Enum):
         return self is LoaderKind.TENSOR
 
 
-def choose_kind(in_memory: bool | None, on_device: bool, has_arrays: bool, dataset: str, device_type: str,
-                num_workers: int, fits: Callable[[], bool]) -> LoaderKind:
+def choose_kind(
+    in_memory: bool | None,
+    on_device: bool,
+    has_arrays: bool,
+    dataset: str,
+    device_type: str,
+    num_workers: int,
+    fits: Callable[[], bool],
+) -> LoaderKind:
     """The loader kind for the options ``data.in_memory`` (None: auto) and ``data.on_device``.
 
     ``has_arrays``: the dataset is held as one uint8 array at the input size; ``fits()``: the
@@ -47,8 +55,10 @@ def choose_kind(in_memory: bool | None, on_device: bool, has_arrays: bool, datas
     if in_memory is False or (in_memory is None and not has_arrays and not on_device):
         return LoaderKind.PIL
     if not has_arrays:
-        raise ConfigError(f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
-                          f"SVHN, digits); {dataset} is read image by image")
+        raise ConfigError(
+            f"data.in_memory needs a dataset held as one uint8 array (Fashion-MNIST, CIFAR-10/100, "
+            f"SVHN, digits); {dataset} is read image by image"
+        )
     if on_device:
         return LoaderKind.TENSOR
     if device_type == "cpu":

@@ -1,4 +1,5 @@
 """Pure tensor functions of the method: the ranking loss (docs/method.md §2) and the entropy (§3)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The LightningModule: main model M trained jointly with the loss-prediction model A (docs/method.md §2)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -74,14 +75,18 @@ class ActiveLearner(LightningModule):
         if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs
             self.net = self.net.to(memory_format=torch.channels_last)
         if not isinstance(compile, (bool, dict)):
-            raise ConfigError(f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}")
+            raise ConfigError(
+                f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}"
+            )
         self._compile_args = ({} if compile is True else dict(compile)) if compile else None
         self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
         self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
         self.schedule_aux = schedule_aux
         self._optimizer, self._scheduler = optimizer, scheduler
         self.automatic_optimization = False
-        self._epoch_sums: Tensor | None = None  # per training epoch: loss, ce, ranking loss (x batch size), correct, seen
+        self._epoch_sums: Tensor | None = (
+            None  # per training epoch: loss, ce, ranking loss (x batch size), correct, seen
+        )
         self.round_index, self.round_first_epoch = 0, 0  # see start_round
         self.epoch_in_round = 0  # this epoch's place in its round, set as each epoch starts
 
@@ -136,10 +141,15 @@ class ActiveLearner(LightningModule):
         whose bookkeeping costs Lightning about 0.5 ms each on a CPU (benchmarks/train_speed.py),
         and no host sync: the loss's finiteness is checked once per epoch, on these sums."""
         n = len(y)
-        step = torch.stack([
-            loss.detach() * n, ce.detach() * n, (aux.detach() if aux is not None else ce.new_zeros(())) * n,
-            (logits.detach().argmax(1) == y).sum().to(ce.dtype), torch.full((), n, dtype=ce.dtype, device=ce.device),
-        ]).double()
+        step = torch.stack(
+            [
+                loss.detach() * n,
+                ce.detach() * n,
+                (aux.detach() if aux is not None else ce.new_zeros(())) * n,
+                (logits.detach().argmax(1) == y).sum().to(ce.dtype),
+                torch.full((), n, dtype=ce.dtype, device=ce.device),
+            ]
+        ).double()
         self._epoch_sums = step if self._epoch_sums is None else self._epoch_sums + step
 
     def _log_epoch_metrics(self) -> None:

@@ -10,6 +10,7 @@ shape) is Lightning's own ``--trainer.benchmark true``; it is off unless asked f
 
     python -m lplgrad fit --config configs/cifar10.yaml --math.matmul_precision high --trainer.benchmark true
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -2,6 +2,7 @@
 and score histograms, class balance (each as an RGB array for TensorBoard) and the t-SNE panels
 of logged embeddings (a PNG file). Used by :class:`~lplgrad.callbacks.figures.RoundFigures` and
 ``scripts/export_figures.py``."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,13 @@ def _class_axis(ax, names: list[str], axis: str = "x") -> None:
     rotate = _labels_shown(names) and (n > 12 or max(map(len, names)) > 3)
     if axis == "x":
         ax.set_xticks(ticks)
-        ax.set_xticklabels(labels, fontsize=8, rotation=45 if rotate else 0, ha="right" if rotate else "center",
-                           rotation_mode="anchor" if rotate else "default")
+        ax.set_xticklabels(
+            labels,
+            fontsize=8,
+            rotation=45 if rotate else 0,
+            ha="right" if rotate else "center",
+            rotation_mode="anchor" if rotate else "default",
+        )
         ax.set_xlim(-0.6, n - 0.4)
     else:
         ax.set_yticks(ticks)
@@ -96,16 +102,24 @@ def plot_confusion(cm: Tensor, names: list[str], title: str) -> np.ndarray:
     fig = _figure(side + margin + 1.3, side + margin + 0.4, left=margin + 0.1, bottom=margin, right=1.3, top=0.4)
     ax = fig.add_subplot()
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    cax = fig.add_axes((1 - 1.1 / fig.get_figwidth(), ax.get_position().y0, 0.15 / fig.get_figwidth(),
-                        ax.get_position().height))
+    cax = fig.add_axes(
+        (1 - 1.1 / fig.get_figwidth(), ax.get_position().y0, 0.15 / fig.get_figwidth(), ax.get_position().height)
+    )
     fig.colorbar(im, cax=cax, label="fraction of the true class")
     if n <= 12:
         for i in range(n):
             for j in range(n):
                 v = int(cm[i, j])
                 if v:
-                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                            color="white" if frac[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(v),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if frac[i, j] > 0.5 else "black",
+                    )
     _class_axis(ax, names, "x")
     _class_axis(ax, names, "y")
     ax.set_ylim(n - 0.5, -0.5)
@@ -123,9 +137,16 @@ def plot_confidence(groups: dict[str, Tensor], title: str) -> np.ndarray:
     colors = {"labeled": "tab:blue", "candidates": "tab:orange", "selected": "tab:red"}
     for name, v in groups.items():
         if len(v):
-            ax.hist(v.numpy(), bins=bins, density=True, alpha=0.45 if name != "selected" else 0.9,
-                    histtype="stepfilled" if name != "selected" else "step", lw=1.5,
-                    color=colors.get(name), label=f"{name} ({len(v)})")
+            ax.hist(
+                v.numpy(),
+                bins=bins,
+                density=True,
+                alpha=0.45 if name != "selected" else 0.9,
+                histtype="stepfilled" if name != "selected" else "step",
+                lw=1.5,
+                color=colors.get(name),
+                label=f"{name} ({len(v)})",
+            )
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence (max softmax probability)")
     ax.set_ylabel("density")
@@ -143,8 +164,9 @@ def plot_scores(selected: np.ndarray, rest: np.ndarray, title: str) -> np.ndarra
     if len(rest):
         ax.hist(rest, bins=bins, color="tab:gray", alpha=0.7, histtype="stepfilled", label=f"rest ({len(rest)})")
     if len(selected):
-        ax.hist(selected, bins=bins, color="tab:red", alpha=0.8, histtype="stepfilled",
-                label=f"selected ({len(selected)})")
+        ax.hist(
+            selected, bins=bins, color="tab:red", alpha=0.8, histtype="stepfilled", label=f"selected ({len(selected)})"
+        )
     ax.set_xlabel("query score (higher: labelled first)")
     ax.set_ylabel("candidates")
     ax.legend(fontsize=8)
@@ -159,8 +181,9 @@ def plot_class_balance(before: Tensor, added: Tensor | None, names: list[str], t
     b = before.numpy().astype(float)
     _bars(ax, b, color="tab:blue", label=f"labeled ({int(b.sum())})")
     if added is not None:
-        _bars(ax, added.numpy().astype(float), bottom=b, color="tab:red",
-              label=f"picked this round ({int(added.sum())})")
+        _bars(
+            ax, added.numpy().astype(float), bottom=b, color="tab:red", label=f"picked this round ({int(added.sum())})"
+        )
     ax.set_ylabel("labeled samples")
     _class_axis(ax, names)
     ax.legend(fontsize=8)
@@ -178,8 +201,10 @@ def tsne_figure(embeddings: list[dict], out: Path, seed: int = 0) -> Path:
     k = len(embeddings)
     fig = Figure(figsize=(4.2 * k + 1.6, 4.4), dpi=100)
     FigureCanvasAgg(fig)
-    labels_all = sorted({r.get("label", "") for e in embeddings for r in e["meta"]},
-                        key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    labels_all = sorted(
+        {r.get("label", "") for e in embeddings for r in e["meta"]},
+        key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s),
+    )
     n_lab = len(labels_all)
     cmap = matplotlib.colormaps["tab10" if n_lab <= 10 else "tab20" if n_lab <= 20 else "turbo"]
     colour = {lab: cmap(i) if n_lab <= 20 else cmap(i / max(1, n_lab - 1)) for i, lab in enumerate(labels_all)}
@@ -200,8 +225,9 @@ def tsne_figure(embeddings: list[dict], out: Path, seed: int = 0) -> Path:
         ax.set_yticks([])
     if labels_all and len(labels_all) <= 20:
         fig.axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, markerscale=2, frameon=False)
-    fig.suptitle(f"t-SNE of M's pooled features, {len(embeddings[0]['vectors'])} test images, by true class",
-                 fontsize=11)
+    fig.suptitle(
+        f"t-SNE of M's pooled features, {len(embeddings[0]['vectors'])} test images, by true class", fontsize=11
+    )
     fig.tight_layout()
     path = out / "tsne.png"
     fig.savefig(path)

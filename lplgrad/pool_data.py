@@ -1,5 +1,6 @@
 """What the data modules of both applications share (:class:`PoolData`): the pool, its
 :class:`~lplgrad.split.Split`, the pool's training and scoring views and the loaders over them."""
+
 from __future__ import annotations
 
 import torch
@@ -35,13 +36,27 @@ class PoolData(LightningDataModule):
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def loader(self, ds: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               persistent: bool = False, **kw) -> DataLoader:
+    def loader(
+        self,
+        ds: Dataset,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        persistent: bool = False,
+        **kw,
+    ) -> DataLoader:
         """A DataLoader with the module's workers; ``persistent`` keeps them between epochs (the
         training loader), and memory is pinned when the trainer runs on CUDA."""
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=drop_last, persistent_workers=persistent and self.num_workers > 0,
-                          pin_memory=self.device().type == "cuda", **kw)
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            persistent_workers=persistent and self.num_workers > 0,
+            pin_memory=self.device().type == "cuda",
+            **kw,
+        )
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
         """Pool items at ``indices`` with the evaluation transform, in order; with ``images``

@@ -1,5 +1,6 @@
 """TensorBoard projector files of a run: writing a round's embeddings without losing earlier
 processes' entries (a resumed run), reading them back, and the thumbnails of the sprite."""
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,13 @@ def thumbnails(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...], n_tot
     side = max(1, min(32, SPRITE_MAX // max(1, math.ceil(math.sqrt(n_total)))))
     h, w = img.shape[-2:]
     if max(h, w) > side:  # shrink
-        img = F.interpolate(img, size=(max(1, h * side // max(h, w)), max(1, w * side // max(h, w))),
-                            mode="bilinear", antialias=True, align_corners=False)
+        img = F.interpolate(
+            img,
+            size=(max(1, h * side // max(h, w)), max(1, w * side // max(h, w))),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
     elif max(h, w) * 2 <= side:  # tiny images (8x8 digits): enlarge, pixels kept sharp
         k = side // max(h, w)
         img = F.interpolate(img, scale_factor=k, mode="nearest")
@@ -66,8 +72,9 @@ def write_entries(logdir: Path, entries: list[Any]) -> None:
     atomic_write(Path(logdir) / CONFIG, text_format.MessageToString(cfg))
 
 
-def add_embedding(writer, feats: Tensor, meta: list, imgs: Tensor, step: int, tag: str,
-                  header: list[str] | None, earlier: list[Any]) -> None:
+def add_embedding(
+    writer, feats: Tensor, meta: list, imgs: Tensor, step: int, tag: str, header: list[str] | None, earlier: list[Any]
+) -> None:
     """``writer.add_embedding``, keeping the entries of ``earlier`` (those of processes before
     this one: a resumed run) and replacing a (step, tag) that is logged again."""
     logdir = Path(writer.get_logdir())

@@ -6,6 +6,7 @@ pairs (:func:`gather_padded`) and turns them into scores and a selection identic
 process (:func:`score_and_select`). Strategies say what they need with flags: ``uses_labeled``
 (the labeled set is measured too) and ``needs_images`` (False: the loader yields no pixels).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -66,7 +67,9 @@ def _gather_rows(values: Tensor, counts: list[int], all_gather: AllGather) -> Te
     return torch.cat([everyone[r, :c] for r, c in enumerate(counts)])
 
 
-def gather_padded(indices: Tensor, values: Measures, world_size: int, all_gather: AllGather | None) -> tuple[Tensor, Measures]:
+def gather_padded(
+    indices: Tensor, values: Measures, world_size: int, all_gather: AllGather | None
+) -> tuple[Tensor, Measures]:
     """Concatenate every process's (index, measures) rows, whatever each one's row count.
 
     The result is sorted by index so every process holds the same tensors. indices (n,), every
@@ -91,16 +94,23 @@ def shard(indices: Tensor, rank: int, world_size: int) -> Tensor:
     return indices[rank::world_size]
 
 
-def measure(learner: Learner, strategy: QueryStrategy, loader: DataLoader, device: torch.device,
-            on_batch: Callable[[int], None] | None = None) -> Measures:
+def measure(
+    learner: Learner,
+    strategy: QueryStrategy,
+    loader: DataLoader,
+    device: torch.device,
+    on_batch: Callable[[int], None] | None = None,
+) -> Measures:
     """``strategy.measure`` over a loader, ``learner`` in eval mode. -> (n, ...), or a tuple of such"""
-    out = run_eval(learner, loader, device, lambda x, _: map_measures(Tensor.detach, strategy.measure(learner, x)),
-                   on_batch)
+    out = run_eval(
+        learner, loader, device, lambda x, _: map_measures(Tensor.detach, strategy.measure(learner, x)), on_batch
+    )
     return concat_measures(out) if out else torch.zeros(0, device=device)
 
 
-def score_and_select(strategy: QueryStrategy, cand_idx: Tensor, cand_measures: Measures,
-                     ctx: ScoreContext) -> tuple[Tensor, Tensor]:
+def score_and_select(
+    strategy: QueryStrategy, cand_idx: Tensor, cand_measures: Measures, ctx: ScoreContext
+) -> tuple[Tensor, Tensor]:
     """(selected indices (k,), scores of every candidate (N,)) from the gathered measures."""
     scores = strategy.scores(cand_measures, ctx).float().cpu()
     return select_top(cand_idx, scores, ctx.k), scores
@@ -127,8 +137,15 @@ class QueryPool:
     loader_for: LoaderFor
 
 
-def _measure_shard(learner: Learner, strategy: QueryStrategy, indices: Tensor, loader_for: LoaderFor,
-                   where: Placement, progress: QueryProgress, what: str) -> tuple[Tensor, Measures]:
+def _measure_shard(
+    learner: Learner,
+    strategy: QueryStrategy,
+    indices: Tensor,
+    loader_for: LoaderFor,
+    where: Placement,
+    progress: QueryProgress,
+    what: str,
+) -> tuple[Tensor, Measures]:
     mine = shard(indices, where.rank, where.world)
     probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
     progress.start(len(probe), what)
@@ -137,8 +154,15 @@ def _measure_shard(learner: Learner, strategy: QueryStrategy, indices: Tensor, l
     return gather_padded(mine, map_measures(lambda m: m[: len(mine)], meas), where.world, where.all_gather)
 
 
-def query(learner: Learner, strategy: QueryStrategy, pool: QueryPool, round_: int, k: int,
-          where: Placement | None = None, progress: QueryProgress | None = None) -> QueryResult:
+def query(
+    learner: Learner,
+    strategy: QueryStrategy,
+    pool: QueryPool,
+    round_: int,
+    k: int,
+    where: Placement | None = None,
+    progress: QueryProgress | None = None,
+) -> QueryResult:
     """Score round ``round_``'s candidates (S, or the whole pool) and select the ``k`` best. The
     same on every process; ``where`` says which shard of the measuring this one does."""
     where = where or Placement()

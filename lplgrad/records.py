@@ -1,4 +1,5 @@
 """Files an experiment leaves in its run folder, each written atomically (temporary file + rename)."""
+
 from __future__ import annotations
 
 import csv

@@ -7,6 +7,7 @@ configuration differs from the run folder's ``config.yaml`` in anything but the 
 :data:`FREE` stops with one line listing the differences; ``--allow_config_change true``
 accepts them on purpose, and each accepted change is appended to ``config_changes.jsonl``.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,23 @@ CHANGES = "config_changes.jsonl"
 
 #: settings a resume may change: how the run is shown, logged and saved, never what it trains or selects
 FREE = (
-    "ckpt_path", "overwrite", "allow_config_change", "config", "trainer.logger", "trainer.callbacks",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-    "trainer.default_root_dir", "trainer.profiler", "trainer.max_time", "trainer.enable_checkpointing",
-    "checkpoint", "query_progress", "figures", "stop",  # the last three: options of runs saved before 2026-12-02
+    "ckpt_path",
+    "overwrite",
+    "allow_config_change",
+    "config",
+    "trainer.logger",
+    "trainer.callbacks",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.default_root_dir",
+    "trainer.profiler",
+    "trainer.max_time",
+    "trainer.enable_checkpointing",
+    "checkpoint",
+    "query_progress",
+    "figures",
+    "stop",  # the last three: options of runs saved before 2026-12-02
 )
 
 #: options added since earlier runs were saved: absent from such a run's config.yaml, their value
@@ -43,7 +57,7 @@ RENAMED = {"model.strategy": "strategy"}
 def _renamed(key: str) -> str:
     for old, new in RENAMED.items():
         if key == old or key.startswith(old + "."):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -60,8 +74,10 @@ def latest_resumable(save_dir: str, name: str) -> str | None:
 def nothing_to_resume(run: Path, ckpt_dir: Path) -> str:
     """Why ``--ckpt_path last`` finds nothing in ``run``: the line a user sees."""
     if (run / "finished.json").exists():
-        return (f"--ckpt_path last: {run} holds a finished run (finished.json): nothing to resume; start a new run "
-                "folder (another trainer.logger.init_args.version)")
+        return (
+            f"--ckpt_path last: {run} holds a finished run (finished.json): nothing to resume; start a new run "
+            "folder (another trainer.logger.init_args.version)"
+        )
     if not run.exists():
         return f"--ckpt_path last: there is no run folder {run}: check trainer.logger.init_args.version"
     return f"--ckpt_path last: {run} has no {ckpt_dir / LAST} to resume from: start it anew with --overwrite true"
@@ -102,11 +118,15 @@ def resolve_last(cfg) -> None:
     if args.get("version") is None:
         found = latest_resumable(args.save_dir, name)
         if found is None:
-            raise ResumeError(f"--ckpt_path last: no unfinished run with checkpoints/{LAST} under "
-                              f"{Path(args.save_dir, name)}: nothing to resume")
+            raise ResumeError(
+                f"--ckpt_path last: no unfinished run with checkpoints/{LAST} under "
+                f"{Path(args.save_dir, name)}: nothing to resume"
+            )
         args.version = found
     run = run_folder_of(cfg)
-    ckpt_dir = Path(cfg.checkpoint.dirpath) if cfg.get("checkpoint") and cfg.checkpoint.get("dirpath") else run / "checkpoints"
+    ckpt_dir = (
+        Path(cfg.checkpoint.dirpath) if cfg.get("checkpoint") and cfg.checkpoint.get("dirpath") else run / "checkpoints"
+    )
     if not resumable(run, ckpt_dir):
         raise ResumeError(nothing_to_resume(run, ckpt_dir))
     cfg.ckpt_path = str(ckpt_dir / LAST)
@@ -140,15 +160,16 @@ def _free(key: str) -> bool:
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (the run's value, this command's value), for the keys that matter to training or selection."""
     a, b = {**ADDED, **{_renamed(k): v for k, v in _flat(saved).items()}}, _flat(now)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if not _free(k) and a.get(k) != b.get(k)}
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not _free(k) and a.get(k) != b.get(k)}
 
 
 def describe_changes(diff: dict[str, tuple[Any, Any]]) -> list[str]:
     return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()]
 
 
-def check_config(run: Path, now: dict[str, Any], allow: bool, restored: set[str] = frozenset()) -> dict[str, tuple[Any, Any]]:
+def check_config(
+    run: Path, now: dict[str, Any], allow: bool, restored: set[str] = frozenset()
+) -> dict[str, tuple[Any, Any]]:
     """Compare this command's configuration with the run's ``config.yaml``; stop with the
     differences unless ``allow``. A model hyperparameter the checkpoint holds (``restored``)
     cannot change: LightningCLI restores it from the checkpoint."""
@@ -162,12 +183,16 @@ def check_config(run: Path, now: dict[str, Any], allow: bool, restored: set[str]
     diff = differences(saved, now)
     fixed = {k: v for k, v in diff.items() if k in restored}
     if fixed:
-        raise ResumeError(f"{'; '.join(describe_changes(fixed))}: a model hyperparameter that the checkpoint holds "
-                          "cannot change on resume (it is restored from the checkpoint): resume with the run's value")
+        raise ResumeError(
+            f"{'; '.join(describe_changes(fixed))}: a model hyperparameter that the checkpoint holds "
+            "cannot change on resume (it is restored from the checkpoint): resume with the run's value"
+        )
     if diff and not allow:
-        raise ResumeError(f"the resume's configuration differs from the run's ({saved_path}) in what changes training "
-                          f"or selection: {'; '.join(describe_changes(diff))}. Resume with the run's settings, or pass "
-                          "--allow_config_change true to continue with these on purpose")
+        raise ResumeError(
+            f"the resume's configuration differs from the run's ({saved_path}) in what changes training "
+            f"or selection: {'; '.join(describe_changes(diff))}. Resume with the run's settings, or pass "
+            "--allow_config_change true to continue with these on purpose"
+        )
     return diff
 
 
@@ -176,6 +201,7 @@ def record_changes(run: Path, diff: dict[str, tuple[Any, Any]]) -> None:
     if not diff:
         return
     old = (run / CHANGES).read_text() if (run / CHANGES).is_file() else ""
-    line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": {k: list(v) for k, v in diff.items()}},
-                      default=str)
+    line = json.dumps(
+        {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": {k: list(v) for k, v in diff.items()}}, default=str
+    )
     atomic_write(run / CHANGES, old + line + "\n")

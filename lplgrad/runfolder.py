@@ -7,6 +7,7 @@ drops the lock when its process dies, however it dies, so a stale ``.lock`` left
 run blocks nothing: the resume takes it over. A run that fails before it wrote anything worth
 keeping removes the folder it created, so a failed start leaves no empty or event-only folder.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -54,8 +55,9 @@ class RunFolder:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunLockedError(f"{path} is in use by another run (PID {_holder(path / LOCK)}): wait until it "
-                                 f"ends, or {self.elsewhere}") from None
+            raise RunLockedError(
+                f"{path} is in use by another run (PID {_holder(path / LOCK)}): wait until it ends, or {self.elsewhere}"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.path, self.created, self._fd = path, created, fd

@@ -1,5 +1,6 @@
 """How the labeled set is served in training: the data's seed, a shuffle by (seed, epoch) only,
 and a last batch of one image dropped. Used by both applications' data modules."""
+
 from __future__ import annotations
 
 import torch

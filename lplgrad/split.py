@@ -4,6 +4,7 @@ A :class:`Split` holds which pool items are labeled (in the order they were labe
 after which each was added, the seeded random streams of the run, the candidate subset S of a
 round and the growth of the labeled set by a query (docs/method.md, "Querying phase").
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,10 +47,13 @@ class Split:
         labeled_round: the round after which each was added (default: all INITIAL_ROUND).
     """
 
-    def __init__(self, pool_size: int, seed: int, labeled: Tensor | None = None,
-                 labeled_round: Tensor | None = None) -> None:
+    def __init__(
+        self, pool_size: int, seed: int, labeled: Tensor | None = None, labeled_round: Tensor | None = None
+    ) -> None:
         self.pool_size, self.seed = int(pool_size), int(seed)
-        self.labeled = torch.zeros(0, dtype=torch.long) if labeled is None else torch.as_tensor(labeled, dtype=torch.long)
+        self.labeled = (
+            torch.zeros(0, dtype=torch.long) if labeled is None else torch.as_tensor(labeled, dtype=torch.long)
+        )
         if labeled_round is None:
             labeled_round = torch.full_like(self.labeled, INITIAL_ROUND)
         self.labeled_round = torch.as_tensor(labeled_round, dtype=torch.long)  # (n_labeled,)

@@ -7,6 +7,7 @@ a row (3), more labels are unlikely to change the predictions much, and stopping
 It is advice: it says the model has stopped changing, not that it is right. Pure functions; the
 two applications apply them in :class:`lplgrad.callbacks.StopSignal` and the labeling app.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def stop_set(pool_size: int, size: int, seed: int) -> Tensor:
     return perm[: min(size, pool_size)].sort().values
 
 
-def describe(kappa_now: float | None, kappas: Sequence[float | None], threshold: float = THRESHOLD,
-             rounds: int = ROUNDS) -> str:
+def describe(
+    kappa_now: float | None, kappas: Sequence[float | None], threshold: float = THRESHOLD, rounds: int = ROUNDS
+) -> str:
     """The console line of a round."""
     if kappa_now is None:
         return "Stop signal: first predictions of the stop set recorded (kappa from the next round on)"
@@ -57,8 +59,12 @@ def describe(kappa_now: float | None, kappas: Sequence[float | None], threshold:
             break
         streak += 1
     if stop_suggested(kappas, threshold, rounds):
-        return (f"Stop signal: kappa {kappa_now:.4f}, at or above {threshold} for {streak} rounds in a row: the "
-                "predictions have stabilised, so more labels are unlikely to change them much; consider stopping "
-                "(advice, not a guarantee: check accuracy on labeled data you hold out)")
-    return (f"Stop signal: kappa {kappa_now:.4f} between this round's and the last round's predictions "
-            f"({streak} of {rounds} rounds at or above {threshold})")
+        return (
+            f"Stop signal: kappa {kappa_now:.4f}, at or above {threshold} for {streak} rounds in a row: the "
+            "predictions have stabilised, so more labels are unlikely to change them much; consider stopping "
+            "(advice, not a guarantee: check accuracy on labeled data you hold out)"
+        )
+    return (
+        f"Stop signal: kappa {kappa_now:.4f} between this round's and the last round's predictions "
+        f"({streak} of {rounds} rounds at or above {threshold})"
+    )

@@ -5,6 +5,7 @@ random horizontal flip, then to a tensor in [0, 1] and normalised. Evaluation an
 optional resize and the normalisation only. The random choices come from torch's global
 generator, as in torchvision.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,8 +21,9 @@ def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list:
     return [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))]
 
 
-def train_transform(image_size: int, padding: int, flip: bool, mean: Sequence[float], std: Sequence[float],
-                    resize: bool = False) -> T.Compose:
+def train_transform(
+    image_size: int, padding: int, flip: bool, mean: Sequence[float], std: Sequence[float], resize: bool = False
+) -> T.Compose:
     """Resize (if ``resize``), random crop with ``padding`` (0: none), random flip (if ``flip``), normalise."""
     aug = [T.RandomCrop(image_size, padding=padding)] if padding else []
     if flip:

@@ -12,6 +12,7 @@ writes, for one round (``--round``; default: the last round that made a query):
 Fig. 6. Only reads the run folder. The drawing is :mod:`lplgrad.plots`', the projector files are read by
 :mod:`lplgrad.projector`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ from lplgrad.projector import read_embeddings
 def load_events(run: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0,
-                                                     "compressedHistograms": 0})
+    acc = EventAccumulator(
+        str(run), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0, "compressedHistograms": 0}
+    )
     acc.Reload()
     return acc
 
@@ -81,8 +83,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("run", type=Path, help="a run folder (the one holding events.out.tfevents.*)")
     p.add_argument("--out", type=Path, default=None, help="where to write the PNGs (default: RUN/figures)")
     p.add_argument("--round", type=int, default=None, help="round of the images (default: last with a query)")
-    p.add_argument("--tsne-rounds", type=int, nargs="*", default=None,
-                   help="rounds for the t-SNE panels (default: up to four, evenly spread)")
+    p.add_argument(
+        "--tsne-rounds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="rounds for the t-SNE panels (default: up to four, evenly spread)",
+    )
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure")
     args = p.parse_args(argv)
     run: Path = args.run
@@ -100,7 +107,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
             rounds = pick_rounds(sorted(by_round), args.tsne_rounds)
             written.append(tsne_figure([by_round[r] for r in rounds], out))
         else:
-            print("no embeddings logged in this run (RoundFigures with embeddings false?): no t-SNE figure", file=sys.stderr)
+            print(
+                "no embeddings logged in this run (RoundFigures with embeddings false?): no t-SNE figure",
+                file=sys.stderr,
+            )
     for path in written:
         print(path)
     return written

@@ -17,6 +17,8 @@ def _quiet(monkeypatch):
 def tiny_fit(tmp_path):
     """Builds the arguments of a tiny experiment (:func:`tiny.tiny_fit_args`), logs under
     ``tmp_path / "logs"`` unless ``save_dir`` is given."""
+
     def build(*extra: str, save_dir: Path | None = None, **kw) -> list[str]:
         return tiny_fit_args(save_dir if save_dir is not None else tmp_path / "logs", *extra, **kw)
+
     return build

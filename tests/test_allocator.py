@@ -1,17 +1,21 @@
 """The allocator setting the applications start with: applied on glibc, never over the user's choice."""
+
 import pytest
 
 from benchmarks.common import malloc_setting
 from lplgrad import allocator
 
 
-@pytest.mark.parametrize("env,chosen", [
-    ({}, False),
-    ({"LPLGRAD_MALLOC": "default"}, True),
-    ({"LPLGRAD_MALLOC": "lplgrad"}, False),
-    ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, True),
-    ({"MALLOC_ARENA_MAX": "2"}, True),
-])
+@pytest.mark.parametrize(
+    "env,chosen",
+    [
+        ({}, False),
+        ({"LPLGRAD_MALLOC": "default"}, True),
+        ({"LPLGRAD_MALLOC": "lplgrad"}, False),
+        ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, True),
+        ({"MALLOC_ARENA_MAX": "2"}, True),
+    ],
+)
 def test_user_choice_is_respected(env, chosen):
     assert allocator.user_chose_allocator(env) is chosen
 

@@ -1,5 +1,6 @@
 """The batched per-sample gradient norms on real architectures (random weights, small inputs)
 against the one-sample definition in float64; frozen layers; library backbones as M."""
+
 import warnings
 
 import pytest
@@ -53,8 +54,11 @@ def loop_fallbacks(monkeypatch) -> list:
     """The tensors the batched computation hands to the one-sample loop, call by call."""
     calls = []
     real = reference.per_sample_sq_norms_loop
-    monkeypatch.setattr(batched, "per_sample_sq_norms_loop",  # the name batched.py calls
-                        lambda m, x, f, params=None: calls.append(params) or real(m, x, f, params))
+    monkeypatch.setattr(
+        batched,
+        "per_sample_sq_norms_loop",  # the name batched.py calls
+        lambda m, x, f, params=None: calls.append(params) or real(m, x, f, params),
+    )
     return calls
 
 
@@ -130,7 +134,7 @@ def test_norm_layers_with_weights_exactly_zero(name):
     norms = [m for m in net.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))]
     with torch.no_grad():
         for m in norms[::2]:
-            m.weight[:: 3] = 0.0
+            m.weight[::3] = 0.0
     fast, loop = batched_and_loop(net, torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
     assert torch.isfinite(fast).all()
     assert ((fast.double() - loop) / loop.abs().clamp_min(1e-30)).abs().max().item() < 1e-6

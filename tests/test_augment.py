@@ -1,4 +1,5 @@
 """Images kept as one tensor and augmented whole batches at a time: the same tensors as the PIL path."""
+
 import pytest
 import torch
 from torchvision import transforms as T
@@ -12,11 +13,14 @@ from lplgrad.transforms import eval_transform, train_transform
 from helpers.records import rounds_of
 
 
-@pytest.mark.parametrize("channels,size,padding,mean,std", [
-    (1, 28, 4, (0.2860,), (0.3530,)),  # Fashion-MNIST
-    (3, 32, 4, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),  # CIFAR-10
-    (1, 8, 1, (0.306,), (0.377,)),  # digits
-])
+@pytest.mark.parametrize(
+    "channels,size,padding,mean,std",
+    [
+        (1, 28, 4, (0.2860,), (0.3530,)),  # Fashion-MNIST
+        (3, 32, 4, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),  # CIFAR-10
+        (1, 8, 1, (0.306,), (0.377,)),  # digits
+    ],
+)
 def test_batched_augmentation_equals_the_pil_path(monkeypatch, channels, size, padding, mean, std):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (12, channels, size, size), dtype=torch.uint8, generator=g)
@@ -28,8 +32,9 @@ def test_batched_augmentation_equals_the_pil_path(monkeypatch, channels, size, p
     for n in range(12):
         i, j = offsets[n].tolist()
         monkeypatch.setattr(T.RandomCrop, "get_params", staticmethod(lambda img, out, i=i, j=j: (i, j, size, size)))
-        monkeypatch.setattr(T.RandomHorizontalFlip, "forward",
-                            lambda self, img, f=bool(flips[n]): TF.hflip(img) if f else img)
+        monkeypatch.setattr(
+            T.RandomHorizontalFlip, "forward", lambda self, img, f=bool(flips[n]): TF.hflip(img) if f else img
+        )
         img = TF.to_pil_image(x[n] if channels == 3 else x[n, 0], mode="RGB" if channels == 3 else "L")
         assert torch.equal(pil(img), batched[n])  # bit for bit
     plain = eval_transform(size, mean, std)
@@ -46,8 +51,10 @@ def test_tensor_batches_shuffle_by_epoch_and_shard_evenly():
     assert torch.equal(rows, labeled[epoch_permutation(7, 4, 2)])  # the PIL path's order
     tb.sampler.set_epoch(3)
     assert not torch.equal(torch.cat([y for _, y in tb]), rows) and len(tb) == 3
-    shards = [TensorBatches(images, targets, labeled, 2, (0.0,), (1.0,), train=True, seed=4, epoch=2, rank=r, world=2)
-              for r in range(2)]
+    shards = [
+        TensorBatches(images, targets, labeled, 2, (0.0,), (1.0,), train=True, seed=4, epoch=2, rank=r, world=2)
+        for r in range(2)
+    ]
     got = [torch.cat([y for _, y in s]) for s in shards]
     assert len(got[0]) == len(got[1]) == 4 and len(shards[0]) == len(shards[1]) == 2
     assert set(torch.cat(got).tolist()) == set(labeled.tolist())
@@ -92,8 +99,23 @@ def test_cpu_tensor_path_gives_the_same_experiment(tiny_fit, tmp_path):
 
 def test_seeded_draws_are_a_function_of_seed_and_epoch():
     images = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    make = lambda: TensorBatches(images, torch.arange(30), torch.arange(30), 8, (0.5,), (0.5,), train=True,  # noqa: E731
-                                 padding=1, flip=True, seed=3, epoch=5, draws="seeded")
+
+    def make():
+        return TensorBatches(
+            images,
+            torch.arange(30),
+            torch.arange(30),
+            8,
+            (0.5,),
+            (0.5,),
+            train=True,
+            padding=1,
+            flip=True,
+            seed=3,
+            epoch=5,
+            draws="seeded",
+        )
+
     torch.manual_seed(0)
     a = [x for x, _ in make()]
     torch.manual_seed(99)  # the global stream plays no part
@@ -110,8 +132,20 @@ def test_in_memory_off_with_workers_and_refused_without_an_array(tiny_fit, tmp_p
 
     synthetic.write_image_folder(tmp_path / "imgs", classes=3, per_class=6)
     with pytest.raises(SystemExit):
-        cli_main(tiny_fit("--data.dataset", "lplgrad.datasets.ImageFolder", "--data.dataset.init_args.root",
-                          str(tmp_path / "imgs"), "--data.in_memory", "true", initial=4, query=2, subset=6, budget=8))
+        cli_main(
+            tiny_fit(
+                "--data.dataset",
+                "lplgrad.datasets.ImageFolder",
+                "--data.dataset.init_args.root",
+                str(tmp_path / "imgs"),
+                "--data.in_memory",
+                "true",
+                initial=4,
+                query=2,
+                subset=6,
+                budget=8,
+            )
+        )
     assert "data.in_memory needs a dataset held as one uint8 array" in capsys.readouterr().err
 
 
@@ -125,7 +159,21 @@ def test_global_draws_with_flips_follow_torchvision():
     expected = torch.stack([pil(TF.to_pil_image(images[int(i), 0], mode="L")) for i in order])
     state = torch.get_rng_state()
     torch.manual_seed(5)
-    (x, y), = list(TensorBatches(images, torch.arange(10), torch.arange(10), 16, mean, std, train=True, padding=4,
-                                 flip=True, seed=7, epoch=1, draws="global"))
+    ((x, y),) = list(
+        TensorBatches(
+            images,
+            torch.arange(10),
+            torch.arange(10),
+            16,
+            mean,
+            std,
+            train=True,
+            padding=4,
+            flip=True,
+            seed=7,
+            epoch=1,
+            draws="global",
+        )
+    )
     assert torch.equal(y, order) and torch.equal(x, expected) and torch.equal(torch.get_rng_state(), state)
     assert x.stride() == expected.stride() == (784, 784, 28, 1)

@@ -1,4 +1,5 @@
 """Bad input stops before training with one clear line and a non-zero exit, and overwrites nothing."""
+
 from pathlib import Path
 
 import pytest
@@ -25,20 +26,23 @@ def fails(args, capsys, code=2) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("extra,words", [
-    (["--data.budget", "5000"], "budget (5000) is larger than the pool"),
-    (["--data.initial_size", "2000", "--data.budget", "2000"], "larger than the pool"),
-    (["--data.query_size", "50", "--data.subset_size", "40"], "query_size (50) is larger than data.subset_size"),
-    (["--data.query_size", "0"], "query_size must be positive"),
-    (["--data.budget", "-5"], "budget must be positive"),
-    (["--data.initial_size", "0"], "initial_size must be positive"),
-    (["--loop.epochs_per_round", "0"], "epochs_per_round must be positive"),
-    (["--data.initial_size", "40"], "initial_size (40) is larger than data.budget"),
-    (["--strategy", "lplgrad.strategies.Nope"], "has no attribute 'Nope'"),
-    (["--model.backbone", "lplgrad.nets.Nope"], "lplgrad.nets.Nope"),
-    (["--strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false"], "set model.use_aux true"),
-    (["--strategy.init_args.norm", "l1"], "strategy.init_args.norm"),
-])
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--data.budget", "5000"], "budget (5000) is larger than the pool"),
+        (["--data.initial_size", "2000", "--data.budget", "2000"], "larger than the pool"),
+        (["--data.query_size", "50", "--data.subset_size", "40"], "query_size (50) is larger than data.subset_size"),
+        (["--data.query_size", "0"], "query_size must be positive"),
+        (["--data.budget", "-5"], "budget must be positive"),
+        (["--data.initial_size", "0"], "initial_size must be positive"),
+        (["--loop.epochs_per_round", "0"], "epochs_per_round must be positive"),
+        (["--data.initial_size", "40"], "initial_size (40) is larger than data.budget"),
+        (["--strategy", "lplgrad.strategies.Nope"], "has no attribute 'Nope'"),
+        (["--model.backbone", "lplgrad.nets.Nope"], "lplgrad.nets.Nope"),
+        (["--strategy", "lplgrad.strategies.LearningLoss", "--model.use_aux", "false"], "set model.use_aux true"),
+        (["--strategy.init_args.norm", "l1"], "strategy.init_args.norm"),
+    ],
+)
 def test_bad_settings(tmp_path, capsys, extra, words):
     line = fails(base(tmp_path, *extra), capsys)
     assert words in line
@@ -46,9 +50,21 @@ def test_bad_settings(tmp_path, capsys, extra, words):
 
 
 def folder_args(tmp_path, root):
-    return base(tmp_path, "--data.dataset", "lplgrad.datasets.ImageFolder",
-                "--data.dataset.init_args.root", str(root), "--data.initial_size", "4", "--data.query_size", "2",
-                "--data.subset_size", "4", "--data.budget", "6")
+    return base(
+        tmp_path,
+        "--data.dataset",
+        "lplgrad.datasets.ImageFolder",
+        "--data.dataset.init_args.root",
+        str(root),
+        "--data.initial_size",
+        "4",
+        "--data.query_size",
+        "2",
+        "--data.subset_size",
+        "4",
+        "--data.budget",
+        "6",
+    )
 
 
 def test_folder_missing_empty_corrupt_or_unknown_class(tmp_path, capsys):
@@ -77,13 +93,24 @@ def test_labels_outside_num_classes(tmp_path, capsys, monkeypatch):
 
 
 def test_nan_loss_stops_with_round_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    args = base(tmp_path, "--model.backbone", "helpers.nan_net.NaNAfter", "--model.backbone.init_args.after", "6",
-                "--loop.epochs_per_round", "3", "--data.batch_size", "10")  # 2 batches an epoch: NaN in epoch 3
+    args = base(
+        tmp_path,
+        "--model.backbone",
+        "helpers.nan_net.NaNAfter",
+        "--model.backbone.init_args.after",
+        "6",
+        "--loop.epochs_per_round",
+        "3",
+        "--data.batch_size",
+        "10",
+    )  # 2 batches an epoch: NaN in epoch 3
     line = fails(args, capsys, code=3)
     assert "became nan in round 1, epoch 0 of the round (global epoch 3)" in line
     (ckpt,) = list((tmp_path / "logs").rglob("last.ckpt"))
     state = torch.load(ckpt, weights_only=True)
-    assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+    assert state["epoch"] == 2 and all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_finished_run_is_not_overwritten_without_the_flag(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Both command lines: every expected failure is one ``<prog>: error:`` line with its exit code
 (docs/errors.md), and LightningCLI's own optimiser options are refused with where to go instead."""
+
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,29 @@ def label_args(tmp_path: Path, *extra: str) -> list[str]:
     if not images.exists():
         truth = make_shapes(images, n=12)
         write_labels(tmp_path / "labels.csv", sorted(truth.items())[:8])
-    return ["--config", str(ROOT / "configs" / "label_folder.yaml"), "--images", str(images),
-            "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out"),
-            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
-            "--model.backbone.init_args.width", "2", "--data.image_size", "16", "--data.min_labels", "4", *extra]
+    return [
+        "--config",
+        str(ROOT / "configs" / "label_folder.yaml"),
+        "--images",
+        str(images),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(tmp_path / "out"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+        "--model.backbone.init_args.width",
+        "2",
+        "--data.image_size",
+        "16",
+        "--data.min_labels",
+        "4",
+        *extra,
+    ]
 
 
 def test_every_error_is_in_one_tree():
@@ -42,13 +62,16 @@ def test_every_error_is_in_one_tree():
     assert {c.exit_code for c in (ConfigError, DataError, RunExistsError, LabelingError)} == {2}
 
 
-@pytest.mark.parametrize("trap,where", [
-    (["--optimizer", "Adam"], "--model.optimizer"),
-    (["--optimizer=torch.optim.Adam"], "--model.optimizer"),
-    (["--optimizer.lr", "0.1"], "--model.optimizer"),
-    (["--lr_scheduler", "StepLR"], "--model.scheduler"),
-    (["--lr_scheduler.class_path", "torch.optim.lr_scheduler.StepLR"], "--model.scheduler"),
-])
+@pytest.mark.parametrize(
+    "trap,where",
+    [
+        (["--optimizer", "Adam"], "--model.optimizer"),
+        (["--optimizer=torch.optim.Adam"], "--model.optimizer"),
+        (["--optimizer.lr", "0.1"], "--model.optimizer"),
+        (["--lr_scheduler", "StepLR"], "--model.scheduler"),
+        (["--lr_scheduler.class_path", "torch.optim.lr_scheduler.StepLR"], "--model.scheduler"),
+    ],
+)
 def test_fit_refuses_lightning_optimizer_options(tmp_path, capsys, trap, where):
     line = one_line(fit_main, tiny_fit_args(tmp_path, *trap), capsys, "lplgrad")
     assert "is not used by lplgrad" in line and where in line
@@ -66,8 +89,9 @@ def test_fit_unknown_option_is_one_line(tmp_path, capsys):
     assert "see --help" in one_line(fit_main, tiny_fit_args(tmp_path, "--data.nonsense", "1"), capsys, "lplgrad")
 
 
-@pytest.mark.parametrize("trap,where", [(["--optimizer", "Adam"], "--model.optimizer"),
-                                        (["--lr_scheduler", "StepLR"], "--model.scheduler")])
+@pytest.mark.parametrize(
+    "trap,where", [(["--optimizer", "Adam"], "--model.optimizer"), (["--lr_scheduler", "StepLR"], "--model.scheduler")]
+)
 def test_label_refuses_lightning_optimizer_options(tmp_path, capsys, trap, where):
     line = one_line(label_main, label_args(tmp_path, *trap), capsys, "lplgrad.label")
     assert where in line
@@ -85,6 +109,13 @@ def test_label_unknown_option_is_one_line(tmp_path, capsys):
 
 
 def test_label_diverged_loss_exits_3(tmp_path, capsys):
-    args = label_args(tmp_path, "--model.backbone", "helpers.nan_net.NaNAfter", "--model.backbone.init_args.after", "0",
-                      "--model.backbone.init_args.width", "2")
+    args = label_args(
+        tmp_path,
+        "--model.backbone",
+        "helpers.nan_net.NaNAfter",
+        "--model.backbone.init_args.after",
+        "0",
+        "--model.backbone.init_args.width",
+        "2",
+    )
     assert "the training loss became nan" in one_line(label_main, args, capsys, "lplgrad.label", code=3)

@@ -1,6 +1,7 @@
 """A sweep as cluster jobs (``--launcher``): submitit's local executor runs the SLURM code path
 here, a preempted job is requeued and ends as an uninterrupted run, and the sbatch script a
 SLURM sweep would submit (read from a stub of ``sbatch``, nothing submitted)."""
+
 import json
 import os
 import signal
@@ -26,10 +27,32 @@ def _run_env(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
-def sweep(out: Path, *extra: str, launcher: str = "submitit-local", methods=("Random", "Entropy"),
-          seeds=("0", "1"), options=()) -> int:
-    return compare_main(["--config", DIGITS, "--out", str(out), "--methods", *methods, "--seeds", *seeds,
-                         "--launcher", launcher, *options, "--", *tiny_options(), *extra])
+def sweep(
+    out: Path,
+    *extra: str,
+    launcher: str = "submitit-local",
+    methods=("Random", "Entropy"),
+    seeds=("0", "1"),
+    options=(),
+) -> int:
+    return compare_main(
+        [
+            "--config",
+            DIGITS,
+            "--out",
+            str(out),
+            "--methods",
+            *methods,
+            "--seeds",
+            *seeds,
+            "--launcher",
+            launcher,
+            *options,
+            "--",
+            *tiny_options(),
+            *extra,
+        ]
+    )
 
 
 def wait_done(out: Path, n: int) -> list[str]:
@@ -45,9 +68,13 @@ def wait_done(out: Path, n: int) -> list[str]:
 
 def records(out: Path) -> dict:
     """Per run: every round's (labeled, test accuracy, queried indices), and labeled.csv."""
-    return {(d.parent.name, d.name): ([(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
-                                      (d / "labeled.csv").read_text())
-            for d in sorted((out / "runs").glob("*/seed*"))}
+    return {
+        (d.parent.name, d.name): (
+            [(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
+            (d / "labeled.csv").read_text(),
+        )
+        for d in sorted((out / "runs").glob("*/seed*"))
+    }
 
 
 def test_a_sweep_of_submitit_jobs_equals_the_local_sweep(tmp_path, capsys):
@@ -91,8 +118,10 @@ def test_without_slurm_the_slurm_launcher_is_one_line(tmp_path, monkeypatch, cap
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
     assert sweep(tmp_path / "out", launcher="slurm") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM "
-                   "machine?); --launcher submitit-local runs the same jobs here"]
+    assert err == [
+        "lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM "
+        "machine?); --launcher submitit-local runs the same jobs here"
+    ]
 
 
 def test_a_slurm_sweep_submits_one_array_with_the_options_and_the_commands(tmp_path, monkeypatch, capsys):
@@ -106,15 +135,30 @@ def test_a_slurm_sweep_submits_one_array_with_the_options_and_the_commands(tmp_p
     seen.mkdir()
     monkeypatch.setenv("PATH", f"{stub}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STUB_DIR", str(seen))
-    options = ("--slurm.partition", "gpu", "--slurm.gpus", "2", "--slurm.time_min", "90",
-               "--slurm.array_parallelism", "2", "--slurm.sbatch=--account=proj")
+    options = (
+        "--slurm.partition",
+        "gpu",
+        "--slurm.gpus",
+        "2",
+        "--slurm.time_min",
+        "90",
+        "--slurm.array_parallelism",
+        "2",
+        "--slurm.sbatch=--account=proj",
+    )
     assert sweep(tmp_path / "out", launcher="slurm", options=options) == 0
     out = capsys.readouterr().out
     assert [f"job 4242_{i}" in out for i in range(4)] == [True] * 4
     (script,) = seen.iterdir()
     text = script.read_text()
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --time=90",
-                 "#SBATCH --account=proj", "#SBATCH --array=0-3%2", "#SBATCH --signal=USR2@120"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --time=90",
+        "#SBATCH --account=proj",
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --signal=USR2@120",
+    ):
         assert line in text, line
     tasks = [ln for ln in text.splitlines() if ln.startswith("# lplgrad task ")]
     assert len(tasks) == 4 and "--strategy lplgrad.strategies.Random" in tasks[0] and "--seed_everything 1" in tasks[1]

@@ -1,4 +1,5 @@
 """The comparison command: the report tables and files, from hand-made runs (the sweeps: test_compare_sweep.py)."""
+
 import json
 import math
 from pathlib import Path
@@ -21,12 +22,20 @@ from lplgrad.compare import (
 from lplgrad.compare.cli import main
 
 
-
 def rows_of(labeled, acc, train, query):
     """rounds.jsonl rows; every round but the last queried something."""
     n = len(labeled)
-    return [{"round": i, "labeled": labeled[i], "test_acc": acc[i], "train_seconds": train[i],
-             "query_seconds": query[i], "queried": list(range(3)) if i < n - 1 else []} for i in range(n)]
+    return [
+        {
+            "round": i,
+            "labeled": labeled[i],
+            "test_acc": acc[i],
+            "train_seconds": train[i],
+            "query_seconds": query[i],
+            "queried": list(range(3)) if i < n - 1 else [],
+        }
+        for i in range(n)
+    ]
 
 
 def write_run(out, folder, seed, rows, finished=True):
@@ -99,10 +108,16 @@ def test_ablation_at_fractions_of_the_budget(tmp_path):
     sizes = list(range(10, 101, 10))
     for s in (0, 1):
         write_run(out, "LPLgrad", s, rows_of(sizes, [0.5 + 0.04 * i + 0.01 * s for i in range(10)], [1] * 10, [0] * 10))
-        write_run(out, ABLATION.slug, s, rows_of(sizes, [0.5 + 0.03 * i - 0.01 * s for i in range(10)], [1] * 10, [0] * 10))
+        write_run(
+            out, ABLATION.slug, s, rows_of(sizes, [0.5 + 0.03 * i - 0.01 * s for i in range(10)], [1] * 10, [0] * 10)
+        )
     ab = ablation_table(load_runs(out))
     assert ab.budget == 100
-    assert ab.columns == [("1/3 of budget", 30), ("1/2 of budget", 50), ("entire budget", 100)]  # nearest recorded sizes
+    assert ab.columns == [
+        ("1/3 of budget", 30),
+        ("1/2 of budget", 50),
+        ("entire budget", 100),
+    ]  # nearest recorded sizes
     assert [w.mean for w in ab.with_aux] == pytest.approx([58.5, 66.5, 86.5])
     assert [w.mean for w in ab.without_aux] == pytest.approx([55.5, 61.5, 76.5])
     assert ab.difference == pytest.approx([3.0, 5.0, 10.0])
@@ -134,7 +149,9 @@ def test_report_files(hand_runs, capsys):
     lpl = rows[0]
     assert lpl["seeds"] == "2" and lpl["n@30"] == "2" and "mean@10" not in lpl
     assert float(lpl["mean@20"]) == pytest.approx(61.0) and float(lpl["std@20"]) == pytest.approx(sd(60, 62), abs=1e-4)
-    assert float(rows[1]["mean@30"]) == pytest.approx(60.0) and float(rows[1]["std@30"]) == pytest.approx(sd(55, 65), abs=1e-4)
+    assert float(rows[1]["mean@30"]) == pytest.approx(60.0) and float(rows[1]["std@30"]) == pytest.approx(
+        sd(55, 65), abs=1e-4
+    )
 
     timing = read_csv(hand_runs / "timing.csv")
     assert [r["method"] for r in timing] == ["LPLgrad", "Random"]

@@ -1,5 +1,6 @@
 """The comparison command's sweeps: the run commands it plans, how it skips, restarts and reports
 runs, and one genuine tiny sweep."""
+
 import os
 import subprocess
 import sys
@@ -18,32 +19,38 @@ from lplgrad.compare.sweep import Job
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_plan_builds_the_documented_command(tmp_path):
+def test_methods_and_which_use_a():
     methods = choose_methods(["lplgrad", "Random"], ablation=True)
     assert [m.name for m in methods] == ["LPLgrad", "Random", "LPLgrad w/o A"]
-    assert [m.name for m in choose_methods()] == ["LPLgrad", "Ent-GradNorm", "LearningLoss", "Entropy",
-                                                 "Margin", "LeastConfidence", "Coreset", "Random"]
+    everything = "LPLgrad Ent-GradNorm LearningLoss Entropy Margin LeastConfidence Coreset Random".split()
+    assert [m.name for m in choose_methods()] == everything
     uses_aux = {m.name: m.use_aux for m in choose_methods(ablation=True)}
     assert [n for n, a in uses_aux.items() if a] == ["LPLgrad", "LearningLoss"]
+    with pytest.raises(KeyError):
+        choose_methods(["BALD"])
+
+
+def test_plan_builds_the_documented_command(tmp_path):
+    methods = choose_methods(["lplgrad", "Random"], ablation=True)
     jobs = plan(["a.yaml", "b.yaml"], methods, [3, 4], tmp_path, ["--data.budget", "50"], python="PY")
     assert len(jobs) == 6
     abl = jobs[4]
-    assert abl.command == [
-        "PY", "-m", "lplgrad", "fit", "--config", "a.yaml", "--config", "b.yaml", "--seed_everything", "3",
-        "--strategy", "lplgrad.strategies.LPLgrad", "--model.use_aux", "false",
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-        "--trainer.logger.init_args.name", "LPLgrad-wo-A", "--trainer.logger.init_args.version", "seed3",
-        "--trainer.enable_progress_bar", "false", "--data.budget", "50",
-    ]
+    expected = (
+        "PY -m lplgrad fit --config a.yaml --config b.yaml --seed_everything 3 --strategy lplgrad.strategies.LPLgrad "
+        "--model.use_aux false --trainer.logger.init_args.save_dir RUNS --trainer.logger.init_args.name LPLgrad-wo-A "
+        "--trainer.logger.init_args.version seed3 --trainer.enable_progress_bar false --data.budget 50"
+    ).split()
+    assert abl.command == [str(tmp_path / "runs") if w == "RUNS" else w for w in expected]
     assert abl.run_dir == tmp_path / "runs" / "LPLgrad-wo-A" / "seed3"
     with pytest.raises(ValueError, match="seed_everything"):
         plan(["a.yaml"], methods, [0], tmp_path, ["--seed_everything=1"])
-    with pytest.raises(KeyError):
-        choose_methods(["BALD"])
+
+
+def test_an_arm_layers_its_configs(tmp_path):
     pretrained = arm("pretrained-LPLgrad=c/w.yaml, c/s.yaml")
     (job,) = plan(["a.yaml"], [pretrained], [1], tmp_path, python="PY")
-    assert job.command[:13] == ["PY", "-m", "lplgrad", "fit", "--config", "a.yaml", "--config", "c/w.yaml",
-                                "--config", "c/s.yaml", "--seed_everything", "1", "--trainer.logger.init_args.save_dir"]
+    expected = "PY -m lplgrad fit --config a.yaml --config c/w.yaml --config c/s.yaml --seed_everything 1"
+    assert job.command[:13] == expected.split() + ["--trainer.logger.init_args.save_dir"]
     assert job.run_dir == tmp_path / "runs" / "pretrained-LPLgrad" / "seed1"
     for bad in ("no-configs", "has space=a.yaml", "x="):
         with pytest.raises(ValueError):
@@ -66,7 +73,9 @@ def fake_jobs(out, n):
     jobs = []
     for s in range(n):
         d = out / "runs" / "Random" / f"seed{s}"
-        jobs.append(Job(METHODS[-1], s, d, out / "logs" / "Random" / f"seed{s}.log", [sys.executable, "-c", FAKE_RUN, str(d)]))
+        jobs.append(
+            Job(METHODS[-1], s, d, out / "logs" / "Random" / f"seed{s}.log", [sys.executable, "-c", FAKE_RUN, str(d)])
+        )
     return jobs
 
 
@@ -100,9 +109,26 @@ TINY = tiny_options()  # the sweep sets the logger's folder itself
 
 def compare(out, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "lplgrad.compare", "--config", str(ROOT / "configs/digits.yaml"),
-           "--out", str(out), "--seeds", "0", "1", "--methods", "LPLgrad", "Random", "--at", "20", "50",
-           *TINY, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lplgrad.compare",
+        "--config",
+        str(ROOT / "configs/digits.yaml"),
+        "--out",
+        str(out),
+        "--seeds",
+        "0",
+        "1",
+        "--methods",
+        "LPLgrad",
+        "Random",
+        "--at",
+        "20",
+        "50",
+        *TINY,
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=out.parent, env=env, capture_output=True, text=True, timeout=HANG_S)
 
 
@@ -126,8 +152,10 @@ def test_real_tiny_sweep(tmp_path):
     # table.md and table.csv hold the mean and std of the runs' own accuracies
     md = (out / "table.md").read_text()
     for method in runs:
-        acc = {s: [100 * r["test_acc"] for rows in runs[method].values() for r in rows if r["labeled"] == s]
-               for s in (20, 50)}
+        acc = {
+            s: [100 * r["test_acc"] for rows in runs[method].values() for r in rows if r["labeled"] == s]
+            for s in (20, 50)
+        }
         cells = [f"{sum(v) / 2:.2f} ± {sd(*v):.2f}" for v in acc.values()]
         assert f"| {method} | 2 | {cells[0]} | {cells[1]} |" in md
         row = next(r for r in read_csv(out / "table.csv") if r["method"] == method)

@@ -1,4 +1,5 @@
 """Every YAML in configs/ parses, instantiates and runs a tiny experiment on data in its real format."""
+
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,15 @@ WRITERS = {
     "caltech101": synthetic.write_caltech101,
     "cdd": synthetic.write_image_folder,
 }
-EXPECTED_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "caltech101": 101, "cdd": 6,
-                    "fashion_mnist": 10, "digits": 10}
+EXPECTED_CLASSES = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "svhn": 10,
+    "caltech101": 101,
+    "cdd": 6,
+    "fashion_mnist": 10,
+    "digits": 10,
+}
 
 
 @pytest.fixture
@@ -62,12 +70,30 @@ def test_config_runs_tiny(config, tmp_path, no_checksums):
         if name != "cdd":
             args += ["--data.dataset.init_args.download", "false"]
     args += [
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.accelerator", "cpu",
-        "--data.initial_size", "8", "--data.query_size", "4", "--data.subset_size", "12",
-        "--data.budget", "12", "--data.num_workers", "0", "--data.batch_size", "4",
-        "--data.test_size", "16", "--loop.epochs_per_round", "1",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "logs"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        "--data.initial_size",
+        "8",
+        "--data.query_size",
+        "4",
+        "--data.subset_size",
+        "12",
+        "--data.budget",
+        "12",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "4",
+        "--data.test_size",
+        "16",
+        "--loop.epochs_per_round",
+        "1",
     ]
     args += ["--model.backbone.init_args.width", "2"]
     cli = cli_main(args)
@@ -105,10 +131,19 @@ def test_paper_numbers_are_exact():
 
 def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        cli_main(["fit", "--config", str(ROOT / "configs/cifar10.yaml"),
-                  "--data.dataset.init_args.root", str(tmp_path / "nothing"),
-                  "--data.dataset.init_args.download", "false",
-                  "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")])
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/cifar10.yaml"),
+                "--data.dataset.init_args.root",
+                str(tmp_path / "nothing"),
+                "--data.dataset.init_args.download",
+                "false",
+                "--trainer.logger.init_args.save_dir",
+                str(tmp_path / "logs"),
+            ]
+        )
     assert e.value.code == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln.lower()]
     assert len(err) == 1 and err[0].startswith("lplgrad: error: CIFAR-10 not found")

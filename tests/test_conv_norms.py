@@ -1,5 +1,6 @@
 """Every per-sample Conv2d path equals the definition (float64, one sample at a time), whatever the
 geometry; the rule picks the cheap path; BatchNorm layers are restored after the query."""
+
 import pytest
 import torch
 from torch import nn
@@ -30,8 +31,17 @@ GEOMETRIES = [  # (C, P (out channels), H, W, kernel, stride, padding, dilation,
 
 def definition(conv: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """||dL/dW||^2 per sample with L = <conv(a_n), g_n>, one sample at a time in float64. -> (B,)"""
-    c = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                  conv.dilation, conv.groups, bias=False, padding_mode=conv.padding_mode).double()
+    c = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=False,
+        padding_mode=conv.padding_mode,
+    ).double()
     c.weight.data.copy_(conv.weight.data)
     out = []
     for i in range(a.shape[0]):

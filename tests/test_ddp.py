@@ -1,4 +1,5 @@
 """DDP: sharded scoring with a padded gather selects exactly what one process selects."""
+
 import os
 import subprocess
 import sys
@@ -81,10 +82,21 @@ def test_two_process_selection_equals_one_process(tmp_path, name, n):
 
 
 def test_two_process_experiment(tmp_path):
-    cmd = [sys.executable, "-m", "lplgrad", *tiny_fit_args(tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-                                                           "--trainer.accelerator", "cpu", subset=61)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "lplgrad",
+        *tiny_fit_args(
+            tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu", subset=61
+        ),
+    ]
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = rounds_of(tmp_path, "digits")
     # the loop all-gathers the labeled set after every query and stops if the processes disagree

@@ -1,4 +1,5 @@
 """Timed checkpoints under DDP: the processes' clocks disagree, the save stays one collective."""
+
 import json
 import subprocess
 import sys
@@ -10,10 +11,29 @@ from helpers.tiny import tiny_fit_args
 
 
 def ddp(save_dir, version, *extra):
-    return [sys.executable, "-m", "lplgrad", *tiny_fit_args(
-        save_dir, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-        "--trainer.logger.init_args.version", version, "--checkpoint.every_minutes", "1", *extra,
-        query=10, budget=40, subset=61, epochs=4)]
+    return [
+        sys.executable,
+        "-m",
+        "lplgrad",
+        *tiny_fit_args(
+            save_dir,
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.logger.init_args.version",
+            version,
+            "--checkpoint.every_minutes",
+            "1",
+            *extra,
+            query=10,
+            budget=40,
+            subset=61,
+            epochs=4,
+        ),
+    ]
 
 
 def skew(rank: int) -> list[str]:

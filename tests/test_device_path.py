@@ -1,6 +1,7 @@
 """The GPU's code paths, run on the CPU: the on-device data path (seeded draws, tensors for
 scoring and testing) in a whole experiment with exact resume, no host sync per training step,
 true precisions, 16-mixed with two optimisers, and CUDA random state on fewer GPUs."""
+
 import subprocess
 import sys
 
@@ -35,6 +36,7 @@ class CountSyncs(Callback):
                 if self.on:
                     self.count += 1
                 return _real(t, *a, **kw)
+
             monkeypatch.setattr(torch.Tensor, name, counted)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -49,12 +51,28 @@ class CountSyncs(Callback):
 
 def epoch_syncs(monkeypatch, n_labeled: int) -> tuple[int, int]:
     torch.manual_seed(0)
-    dm = ActiveDataModule(Digits(), initial_size=n_labeled, query_size=8, subset_size=64, budget=n_labeled + 8,
-                          batch_size=8, seed=0, on_device=True)
+    dm = ActiveDataModule(
+        Digits(),
+        initial_size=n_labeled,
+        query_size=8,
+        subset_size=64,
+        budget=n_labeled + 8,
+        batch_size=8,
+        seed=0,
+        on_device=True,
+    )
     model = ActiveLearner(lambda c, i: SmallCNN(c, i, 4), num_classes=10, in_channels=1)
     counter = CountSyncs(monkeypatch)
-    Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[counter], num_sanity_val_steps=0).fit(model, datamodule=dm)
+    Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[counter],
+        num_sanity_val_steps=0,
+    ).fit(model, datamodule=dm)
     assert dm.evaluates_on_device and dm.draws == "seeded"
     return counter.steps, counter.count
 
@@ -66,9 +84,22 @@ def test_no_host_sync_per_training_step(monkeypatch):
 
 
 def command(save_dir, version, *extra):
-    return [sys.executable, "-m", "lplgrad", *tiny_fit_args(
-        save_dir, "--trainer.logger.init_args.version", version, "--data.on_device", "true", *extra,
-        query=10, budget=40, epochs=4)]
+    return [
+        sys.executable,
+        "-m",
+        "lplgrad",
+        *tiny_fit_args(
+            save_dir,
+            "--trainer.logger.init_args.version",
+            version,
+            "--data.on_device",
+            "true",
+            *extra,
+            query=10,
+            budget=40,
+            epochs=4,
+        ),
+    ]
 
 
 def run(cmd):
@@ -92,8 +123,18 @@ def test_a_whole_experiment_on_the_device_path_resumes_exactly(tmp_path):
 def test_true_precisions_evaluate_and_query(tmp_path, precision):
     """Lightning converts the network and the training batches; the evaluation and the query
     cast theirs (they crashed at the end of round 0)."""
-    cli_main(tiny_fit_args(tmp_path, "--trainer.precision", precision, "--trainer.logger.init_args.version", "v",
-                           query=10, budget=30, subset=40))
+    cli_main(
+        tiny_fit_args(
+            tmp_path,
+            "--trainer.precision",
+            precision,
+            "--trainer.logger.init_args.version",
+            "v",
+            query=10,
+            budget=30,
+            subset=40,
+        )
+    )
     rows = read_rounds(tmp_path / "digits" / "v" / "rounds.jsonl")
     assert [r["labeled"] for r in rows] == [20, 30] and len(rows[0]["queried"]) == 10
 
@@ -114,6 +155,7 @@ def test_cuda_random_state_of_more_gpus_than_visible(monkeypatch):
 
     def all_devices(states):  # torch's own raises when given more states than visible GPUs
         raise RuntimeError("invalid device ordinal")
+
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", all_devices)
     state = loop_module.rng_state()
     two = [torch.full((16,), 1, dtype=torch.uint8), torch.full((16,), 2, dtype=torch.uint8)]

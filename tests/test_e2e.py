@@ -1,4 +1,5 @@
 """Whole experiments through the CLI entry point, on tiny real data (scikit-learn digits)."""
+
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from lplgrad.cli import cli_main
 from lplgrad.strategies import QueryStrategy
 from lplgrad.records import read_rounds
 from helpers.records import the_run
+
 
 def run_dir(tmp_path) -> Path:
     return the_run(tmp_path / "logs")
@@ -58,18 +60,40 @@ def test_tensorboard_has_accuracy_per_round(tmp_path, tiny_fit):
 
 
 #: every query strategy the package exports, each run with A exactly when it says it reads A
-EXPORTED = sorted(n for n in strategies.__all__ if isinstance(getattr(strategies, n), type)
-                  and issubclass(getattr(strategies, n), QueryStrategy) and getattr(strategies, n) is not QueryStrategy)
+EXPORTED = sorted(
+    n
+    for n in strategies.__all__
+    if isinstance(getattr(strategies, n), type)
+    and issubclass(getattr(strategies, n), QueryStrategy)
+    and getattr(strategies, n) is not QueryStrategy
+)
 #: the init args a strategy cannot do without
-NEEDS = {"SwitchAt": ["--strategy.init_args.first", "lplgrad.strategies.TypiClust",
-                      "--strategy.init_args.then", "lplgrad.strategies.BADGE", "--strategy.init_args.labeled", "30"]}
+NEEDS = {
+    "SwitchAt": [
+        "--strategy.init_args.first",
+        "lplgrad.strategies.TypiClust",
+        "--strategy.init_args.then",
+        "lplgrad.strategies.BADGE",
+        "--strategy.init_args.labeled",
+        "30",
+    ]
+}
 
 
 @pytest.mark.parametrize("name", EXPORTED)
 def test_every_strategy_runs(tmp_path, tiny_fit, name):
     use_aux = getattr(strategies, name).requires_aux
-    cli = cli_main(tiny_fit("--strategy", f"lplgrad.strategies.{name}", *NEEDS.get(name, []),
-                            "--model.use_aux", str(use_aux).lower(), "--data.budget", "35"))
+    cli = cli_main(
+        tiny_fit(
+            "--strategy",
+            f"lplgrad.strategies.{name}",
+            *NEEDS.get(name, []),
+            "--model.use_aux",
+            str(use_aux).lower(),
+            "--data.budget",
+            "35",
+        )
+    )
     initial = cli.datamodule.split.labeled[:20].tolist()
     (first, last) = read_rounds(run_dir(tmp_path) / "rounds.jsonl")
     assert len(first["queried"]) == 15 == len(set(first["queried"]) - set(initial)) and last["queried"] == []
@@ -89,8 +113,9 @@ def test_the_old_strategy_key_names_the_new_one(tmp_path, tiny_fit, capsys):
 
 
 def test_command_line_overrides(tmp_path, tiny_fit):
-    args = tiny_fit("--model.margin", "0.5", "--seed_everything", "3",
-                     "--strategy.init_args.norm", "global", "--data.budget", "35")
+    args = tiny_fit(
+        "--model.margin", "0.5", "--seed_everything", "3", "--strategy.init_args.norm", "global", "--data.budget", "35"
+    )
     cli = cli_main(args[1:], run=False)  # without the "fit" subcommand: build only
     assert cli.model.margin == 0.5 and cli.strategy.norm == "global"
     (loop,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ActiveLearningLoop"]
@@ -144,10 +169,21 @@ def test_lplgrad_without_aux_is_ent_gradnorm(tmp_path, tiny_fit):
     the same seed they train, query and score alike, round for round."""
     runs = {}
     for name in ("LPLgrad", "EntGradNorm"):
-        cli_main(tiny_fit("--strategy", f"lplgrad.strategies.{name}", "--model.use_aux", "false",
-                          "--loop.epochs_per_round", "2", save_dir=tmp_path / name / "logs"))
+        cli_main(
+            tiny_fit(
+                "--strategy",
+                f"lplgrad.strategies.{name}",
+                "--model.use_aux",
+                "false",
+                "--loop.epochs_per_round",
+                "2",
+                save_dir=tmp_path / name / "logs",
+            )
+        )
         d = run_dir(tmp_path / name)
-        runs[name] = ([(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
-                      (d / "candidates" / "round_000.csv").read_text())
+        runs[name] = (
+            [(r["labeled"], r["test_acc"], r["queried"]) for r in read_rounds(d / "rounds.jsonl")],
+            (d / "candidates" / "round_000.csv").read_text(),
+        )
     assert runs["LPLgrad"] == runs["EntGradNorm"]
     assert len(runs["LPLgrad"][0]) == 3

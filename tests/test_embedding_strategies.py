@@ -1,4 +1,5 @@
 """BADGE, TypiClust and the switch from one to the other, on hand-built cases."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -83,7 +84,9 @@ def test_typiclust_picks_the_centres_of_the_largest_uncovered_clusters(clusterin
 
 def test_typiclust_scores_through_the_strategy():
     a, b = blob([0, 0], 12), blob([5, 5], 12)
-    scores = TypiClust(min_size=2).scores(torch.cat([a, b]).float(), ScoreContext(0, 0, 2, torch.Generator().manual_seed(0)))
+    scores = TypiClust(min_size=2).scores(
+        torch.cat([a, b]).float(), ScoreContext(0, 0, 2, torch.Generator().manual_seed(0))
+    )
     assert sorted(torch.nonzero(scores).flatten().tolist()) == [0, 12]
 
 
@@ -125,7 +128,7 @@ def test_torch_kmeans_finds_separated_groups_and_takes_the_best_seeding():
     centres = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
     x = torch.cat([c + 0.5 * torch.randn(25, 2, generator=g) for c in centres])  # (100, 2), 4 groups of 25
     labels = kmeans(x, 4, seed=3)
-    groups = [set(labels[i * 25:(i + 1) * 25].tolist()) for i in range(4)]
+    groups = [set(labels[i * 25 : (i + 1) * 25].tolist()) for i in range(4)]
     assert all(len(s) == 1 for s in groups) and len(set.union(*groups)) == 4  # each group one cluster
     assert torch.equal(kmeans(x, 4, seed=3), labels)  # seeded: the same clusters again
     assert torch.equal(kmeans(x.float(), 4, seed=3), labels)  # computed in float64 either way

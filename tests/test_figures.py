@@ -1,4 +1,5 @@
 """The per-round figures in TensorBoard (RoundFigures), the query progress bar, the PNG export."""
+
 import importlib.util
 import io
 from pathlib import Path
@@ -25,8 +26,9 @@ POINTS = 40
 def events(run: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0,
-                                                     "compressedHistograms": 0})
+    acc = EventAccumulator(
+        str(run), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0, "compressedHistograms": 0}
+    )
     acc.Reload()
     return acc
 
@@ -35,8 +37,20 @@ def events(run: Path):
 def runs(tmp_path_factory):
     """The same tiny experiment with every figure on, and with every switch off."""
     out = {}
-    for name, extra in (("on", []), ("off", ["--trainer.callbacks.embeddings", "false", "--trainer.callbacks.images", "false",
-                                              "--trainer.callbacks.confidence", "false"])):
+    for name, extra in (
+        ("on", []),
+        (
+            "off",
+            [
+                "--trainer.callbacks.embeddings",
+                "false",
+                "--trainer.callbacks.images",
+                "false",
+                "--trainer.callbacks.confidence",
+                "false",
+            ],
+        ),
+    ):
         save = tmp_path_factory.mktemp(name)
         cli = cli_main(tiny_fit_args(save, "--trainer.callbacks.embedding_points", str(POINTS), *extra))
         run = the_run(save)
@@ -71,9 +85,14 @@ def test_scalars_per_class_and_class_balance_every_round(runs):
 def test_histograms_every_round(runs):
     r = runs["on"]
     tags = r.acc.Tags()["histograms"]
-    expect = {"al/confidence/labeled": STEPS, "al/confidence/candidates": STEPS,
-              "al/confidence/selected": QUERY_STEPS, "al/scores/all": QUERY_STEPS,
-              "al/scores/selected": QUERY_STEPS, "al/scores/rest": QUERY_STEPS}
+    expect = {
+        "al/confidence/labeled": STEPS,
+        "al/confidence/candidates": STEPS,
+        "al/confidence/selected": QUERY_STEPS,
+        "al/scores/all": QUERY_STEPS,
+        "al/scores/selected": QUERY_STEPS,
+        "al/scores/rest": QUERY_STEPS,
+    }
     for tag, steps in expect.items():
         assert tag in tags
         assert [e.step for e in r.acc.Histograms(tag)] == steps, tag
@@ -92,8 +111,13 @@ def test_histograms_every_round(runs):
 
 def test_images_every_round_decode_as_png(runs):
     r = runs["on"]
-    expect = {"figures/per_class_acc": STEPS, "figures/confusion_matrix": STEPS, "figures/class_balance": STEPS,
-              "figures/confidence": STEPS, "figures/scores": QUERY_STEPS}
+    expect = {
+        "figures/per_class_acc": STEPS,
+        "figures/confusion_matrix": STEPS,
+        "figures/class_balance": STEPS,
+        "figures/confidence": STEPS,
+        "figures/scores": QUERY_STEPS,
+    }
     assert set(r.acc.Tags()["images"]) == set(expect)
     for tag, steps in expect.items():
         imgs = r.acc.Images(tag)
@@ -126,8 +150,13 @@ def test_projector_files_per_round(runs):
         sprite = Image.open(d / "sprite.png")
         assert sprite.size[0] == sprite.size[1] >= 7 * 8  # ceil(sqrt(40)) = 7 thumbnails a side
     # the same fixed sample of test images every round
-    positions = [[ln.split("\t")[3] for ln in (r.run / f"{s:05d}" / f"round_{i:02d}" / "metadata.tsv")
-                  .read_text().splitlines()[1:]] for i, s in enumerate(STEPS)]
+    positions = [
+        [
+            ln.split("\t")[3]
+            for ln in (r.run / f"{s:05d}" / f"round_{i:02d}" / "metadata.tsv").read_text().splitlines()[1:]
+        ]
+        for i, s in enumerate(STEPS)
+    ]
     assert positions[0] == positions[1] == positions[2]
 
 
@@ -157,7 +186,8 @@ def test_export_script_writes_every_kind(runs, tmp_path):
     spec.loader.exec_module(mod)
     written = mod.main([str(runs["on"].run), "--out", str(tmp_path)])
     assert sorted(p.name for p in written) == sorted(
-        ["per_class_acc.png", "confusion_matrix.png", "class_balance.png", "confidence.png", "scores.png", "tsne.png"])
+        ["per_class_acc.png", "confusion_matrix.png", "class_balance.png", "confidence.png", "scores.png", "tsne.png"]
+    )
     for p in written:
         assert Image.open(p).format == "PNG"
     assert mod.pick_rounds(list(range(10)), None) == [0, 3, 6, 9]

@@ -1,4 +1,5 @@
 """Batched per-sample gradient norms equal the one-sample-at-a-time definition (float64 oracle)."""
+
 import copy
 
 import pytest

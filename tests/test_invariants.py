@@ -1,4 +1,5 @@
 """Property-based invariants of the labeled/unlabeled split over whole simulated experiments."""
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -31,8 +32,7 @@ def test_split_invariants_over_a_whole_experiment(pool, data):
     b = data.draw(st.integers(1, pool))
     subset = data.draw(st.integers(b, pool + 20))
     seed = data.draw(st.integers(0, 10))
-    dm = ActiveDataModule(Blank(pool), initial_size=initial, query_size=b, subset_size=subset,
-                          budget=budget, seed=seed)
+    dm = ActiveDataModule(Blank(pool), initial_size=initial, query_size=b, subset_size=subset, budget=budget, seed=seed)
     dm.setup("fit")
     assert len(dm.split.labeled) == initial
     seen: set[int] = set(dm.split.labeled.tolist())
@@ -62,10 +62,13 @@ def test_subset_larger_than_pool_scores_the_whole_pool_with_a_warning():
     assert len(dm.split.candidates(0, dm.subset_size)) == 25
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(budget=50), "budget"),
-    (dict(initial_size=40, budget=40), "larger than the pool"),  # initial <= budget, so the budget check speaks
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(budget=50), "budget"),
+        (dict(initial_size=40, budget=40), "larger than the pool"),  # initial <= budget, so the budget check speaks
+    ],
+)
 def test_sizes_that_need_the_pool_are_refused(kwargs, match):
     args = dict(initial_size=5, query_size=5, subset_size=10, budget=20) | kwargs
     with pytest.raises(ConfigError, match=match):

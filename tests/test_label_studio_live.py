@@ -5,6 +5,7 @@ local-files serving on and a known legacy API token. Two rounds: import with pre
 annotate through the API, sync back, check the labels CSV and that the next batch excludes what
 was labelled; then idempotency and one-line failures that change no local file.
 """
+
 import hashlib
 import os
 import shutil
@@ -46,14 +47,37 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("ls")
     (base / "root").mkdir()
     port = free_port()
-    env = {**os.environ, "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(base / "root"),
-           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true"}
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(base / "root"),
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+    }
     log = open(base / "label_studio.log", "w")
-    proc = subprocess.Popen([binary, "start", "--no-browser", "--data-dir", str(base / "data"), "--internal-host",
-                             "127.0.0.1", "-p", str(port), "--username", "admin@example.com", "--password",
-                             "lplgrad-test-password", "--user-token", TOKEN, "--enable-legacy-api-token"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "start",
+            "--no-browser",
+            "--data-dir",
+            str(base / "data"),
+            "--internal-host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--username",
+            "admin@example.com",
+            "--password",
+            "lplgrad-test-password",
+            "--user-token",
+            TOKEN,
+            "--enable-legacy-api-token",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -77,12 +101,39 @@ def sha(path: Path) -> str:
 
 
 def run(url: str, root: Path, tmp: Path, *extra: str) -> dict:
-    return label_main([
-        "--config", str(ROOT / "configs" / "label_folder.yaml"), "--images", str(root / "shapes"),
-        "--labels", str(tmp / "labels.csv"), "--classes", "circle,square,triangle", "--out", str(tmp / "out"),
-        "--label_studio.url", url, "--label_studio.project", PROJECT, "--trainer.accelerator", "cpu",
-        "--trainer.max_epochs", "1", "--model.backbone.init_args.width", "2", "--data.image_size", "16",
-        "--data.query_size", "6", "--data.min_labels", "6", "--stop.size", "20", *extra])
+    return label_main(
+        [
+            "--config",
+            str(ROOT / "configs" / "label_folder.yaml"),
+            "--images",
+            str(root / "shapes"),
+            "--labels",
+            str(tmp / "labels.csv"),
+            "--classes",
+            "circle,square,triangle",
+            "--out",
+            str(tmp / "out"),
+            "--label_studio.url",
+            url,
+            "--label_studio.project",
+            PROJECT,
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "1",
+            "--model.backbone.init_args.width",
+            "2",
+            "--data.image_size",
+            "16",
+            "--data.query_size",
+            "6",
+            "--data.min_labels",
+            "6",
+            "--stop.size",
+            "20",
+            *extra,
+        ]
+    )
 
 
 def annotate(client, project_id: int, truth: dict[str, str]) -> int:
@@ -91,8 +142,10 @@ def annotate(client, project_id: int, truth: dict[str, str]) -> int:
     for task in client.tasks.list(project=project_id, fields="all"):
         if not task.annotations:
             label = truth[task.data["path"]]
-            client.annotations.create(id=task.id, result=[{"from_name": "label", "to_name": "image",
-                                                           "type": "choices", "value": {"choices": [label]}}])
+            client.annotations.create(
+                id=task.id,
+                result=[{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}],
+            )
             done += 1
     return done
 
@@ -153,8 +206,10 @@ def test_failures_are_one_line_and_change_nothing(server, tmp_path, monkeypatch,
         make_shapes(root / "shapes", n=30)
     (tmp_path / "labels.csv").write_text("path,label\n")
     before = sha(tmp_path / "labels.csv")
-    for key, where, words in ((TOKEN + "x", url, "API key was rejected"),
-                              (TOKEN, f"http://127.0.0.1:{free_port()}", "failed")):
+    for key, where, words in (
+        (TOKEN + "x", url, "API key was rejected"),
+        (TOKEN, f"http://127.0.0.1:{free_port()}", "failed"),
+    ):
         monkeypatch.setenv("LABEL_STUDIO_API_KEY", key)
         with pytest.raises(SystemExit) as e:
             run(where, root, tmp_path)

@@ -1,4 +1,5 @@
 """Labeling your own images (python -m lplgrad.label) on a tiny folder of coloured shapes."""
+
 import csv
 import hashlib
 import json
@@ -13,6 +14,7 @@ from lplgrad.labeling.checkpoint import load_checkpoint, save_checkpoint
 from lplgrad.labeling.label_studio import read_export
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import SmallCNN
+
 
 def folder_hash(root: Path) -> str:
     h = hashlib.sha256()
@@ -35,10 +37,15 @@ def test_two_rounds_with_bad_rows_leave_the_folder_unchanged(tmp_path, shapes, c
     labels = tmp_path / "labels.csv"
     good = [(p, truth[p]) for p in sorted(truth)[:9]]  # lines 2-10, 3 per class
     write_labels(labels, good)
-    append(labels, [("set_a/ghost.png", "circle"),  # line 11: no such file
-                    (sorted(truth)[10], "hexagon"),  # line 12: unknown class
-                    good[0],  # line 13: duplicate of line 2
-                    ("set_a/broken.png", "square")])  # line 14: corrupt image
+    append(
+        labels,
+        [
+            ("set_a/ghost.png", "circle"),  # line 11: no such file
+            (sorted(truth)[10], "hexagon"),  # line 12: unknown class
+            good[0],  # line 13: duplicate of line 2
+            ("set_a/broken.png", "square"),
+        ],
+    )  # line 14: corrupt image
     out = tmp_path / "out"
 
     s1 = run(images, out, "--labels", str(labels), "--classes", ",".join(CLASSES))
@@ -127,21 +134,38 @@ def test_label_studio_round_trip(tmp_path, shapes, capsys):
     export = []  # what Label Studio's JSON export of those tasks looks like once labelled
     for n, t in enumerate(tasks, 1):
         label = truth[t["data"]["path"]]
-        export.append({"id": n, "data": t["data"], "meta": t["meta"], "annotations": [
-            {"id": 100 + n, "was_cancelled": False, "result": [
-                {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]}]})
+        export.append(
+            {
+                "id": n,
+                "data": t["data"],
+                "meta": t["meta"],
+                "annotations": [
+                    {
+                        "id": 100 + n,
+                        "was_cancelled": False,
+                        "result": [
+                            {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}
+                        ],
+                    }
+                ],
+            }
+        )
     export[-1]["annotations"][0]["was_cancelled"] = True  # a skipped task is not imported
     (tmp_path / "export.json").write_text(json.dumps(export))
     pairs, notes = read_export(tmp_path / "export.json")
     assert len(pairs) == 8 and len(notes) == 1
     # JSON-MIN: flat objects, the choice under the Choices tag's name
-    mini = [{"id": n, "image": t["data"]["image"], "path": t["data"]["path"], "label": truth[t["data"]["path"]]}
-            for n, t in enumerate(tasks, 1)]
+    mini = [
+        {"id": n, "image": t["data"]["image"], "path": t["data"]["path"], "label": truth[t["data"]["path"]]}
+        for n, t in enumerate(tasks, 1)
+    ]
     (tmp_path / "export_min.json").write_text(json.dumps(mini))
     assert read_export(tmp_path / "export_min.json")[0] == [(m["path"], m["label"]) for m in mini]
     # CSV export: with the labeling config written by the run, it has 'path' and 'label' columns
-    (tmp_path / "export.csv").write_text("image,path,id,label,annotator\n" + "".join(
-        f"{m['image']},{m['path']},{m['id']},{m['label']},1\n" for m in mini))
+    (tmp_path / "export.csv").write_text(
+        "image,path,id,label,annotator\n"
+        + "".join(f"{m['image']},{m['path']},{m['id']},{m['label']},1\n" for m in mini)
+    )
     assert read_export(tmp_path / "export.csv")[0] == [(m["path"], m["label"]) for m in mini]
 
     s2 = run(images, tmp_path / "out", "--labels", str(labels), "--import_from", str(tmp_path / "export.json"))
@@ -152,6 +176,7 @@ def test_label_studio_round_trip(tmp_path, shapes, capsys):
     assert not set(s2["proposed"]) & {p for p, _ in pairs}
     # importing the same export again appends nothing
     from lplgrad.labeling.label_studio import import_export, local_files_prefix
+
     again = import_export(tmp_path / "export.json", labels, images, local_files_prefix(images))
     assert (again.pairs, again.new) == (8, 0)
     assert len(labels.read_text().splitlines()) == 9
@@ -195,8 +220,11 @@ def test_paths_in_the_csv_are_normalised(tmp_path, shapes):
     lab = read_labels(labels, images, set(truth))
     assert lab.label == {a: "square", b: "square", c: "triangle"}
     assert [(p.line, p.message.split(":")[0]) for p in lab.problems] == [
-        (5, "not inside the image folder"), (6, "no label"), (7, "labelled 'circle' on line 2 and 'square' here"),
-        (8, "no such image in the folder (paths are relative to the image folder")]
+        (5, "not inside the image folder"),
+        (6, "no label"),
+        (7, "labelled 'circle' on line 2 and 'square' here"),
+        (8, "no such image in the folder (paths are relative to the image folder"),
+    ]
 
 
 def test_checkpoint_rows_follow_class_names(tmp_path):

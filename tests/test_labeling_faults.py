@@ -1,5 +1,6 @@
 """The labeling app as a careful user breaks it: a round killed half-written, reruns without new
 labels, odd encodings, exports and file names, huge images, busy or failed output folders."""
+
 import csv
 import io
 import json
@@ -55,10 +56,31 @@ cli_main(sys.argv[1:])
 def test_a_round_killed_half_written_is_invisible_and_redone(tmp_path, shapes, capsys):
     images, truth = shapes
     labels, out = first_labels(tmp_path, truth), tmp_path / "out"
-    args = ["--config", CONFIG, "--images", str(images), "--out", str(out), "--labels", str(labels),
-            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
-            "--model.backbone.init_args.width", "2", "--data.image_size", "16", "--data.min_labels", "6"]
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, *args], env=ENV, capture_output=True, timeout=HANG_S)
+    args = [
+        "--config",
+        CONFIG,
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "--labels",
+        str(labels),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+        "--model.backbone.init_args.width",
+        "2",
+        "--data.image_size",
+        "16",
+        "--data.min_labels",
+        "6",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_CHECKPOINT, *args], env=ENV, capture_output=True, timeout=HANG_S
+    )
     assert proc.returncode == -9
     assert not (out / "round_001").exists()
     assert (out / ".round_001.partial" / "model.ckpt").is_file()  # what the kill left, never a round
@@ -93,21 +115,35 @@ def test_a_latin1_csv_and_a_folder_as_labels_are_one_line(tmp_path, shapes, caps
     assert not (tmp_path / "out").exists()  # a failed start leaves no output folder (no scan_cache.json)
 
 
-@pytest.mark.parametrize("export", [[{"data": "x"}], [{"data": {"path": "a.png"}, "annotations": "yes"}],
-                                    [{"data": {"path": "a.png"}, "annotations": [{"result": [{"type": "choices",
-                                                                                            "value": 3}]}]}]])
+@pytest.mark.parametrize(
+    "export",
+    [
+        [{"data": "x"}],
+        [{"data": {"path": "a.png"}, "annotations": "yes"}],
+        [{"data": {"path": "a.png"}, "annotations": [{"result": [{"type": "choices", "value": 3}]}]}],
+    ],
+)
 def test_an_export_of_the_wrong_shape_is_one_line(tmp_path, shapes, capsys, export):
     images, _ = shapes
     (tmp_path / "export.json").write_text(json.dumps(export))
-    line = fails(capsys, images, tmp_path / "out", "--labels", str(tmp_path / "l.csv"),
-                 "--import_from", str(tmp_path / "export.json"))
+    line = fails(
+        capsys,
+        images,
+        tmp_path / "out",
+        "--labels",
+        str(tmp_path / "l.csv"),
+        "--import_from",
+        str(tmp_path / "export.json"),
+    )
     assert "not a Label Studio export" in line
     assert not (tmp_path / "l.csv").exists()
 
 
 def test_a_string_choice_is_the_whole_class_name(tmp_path):
-    task = {"data": {"path": "a.png"}, "annotations": [{"result": [
-        {"from_name": "label", "type": "choices", "value": {"choices": "circle"}}]}]}
+    task = {
+        "data": {"path": "a.png"},
+        "annotations": [{"result": [{"from_name": "label", "type": "choices", "value": {"choices": "circle"}}]}],
+    }
     (tmp_path / "e.json").write_text(json.dumps([task, {"path": "b.png", "label": {"choices": "square"}}]))
     assert read_export(tmp_path / "e.json")[0] == [("a.png", "circle"), ("b.png", "square")]
 
@@ -115,8 +151,9 @@ def test_a_string_choice_is_the_whole_class_name(tmp_path):
 def test_import_leaves_out_paths_outside_the_folder_every_time(tmp_path, shapes):
     images, truth = shapes
     inside = sorted(truth)[0]
-    (tmp_path / "e.json").write_text(json.dumps([{"path": "../elsewhere.png", "label": "circle"},
-                                                 {"path": inside, "label": truth[inside]}]))
+    (tmp_path / "e.json").write_text(
+        json.dumps([{"path": "../elsewhere.png", "label": "circle"}, {"path": inside, "label": truth[inside]}])
+    )
     labels = tmp_path / "labels.csv"
     for new in (1, 0):
         got = import_export(tmp_path / "e.json", labels, images, local_files_prefix(images))
@@ -134,8 +171,9 @@ def test_odd_file_names_are_proposed_and_accepted_back(tmp_path, shapes):
     summary = run(images, out, "--labels", str(labels), "--data.query_size", "40")
     assert set(odd) <= set(summary["proposed"])
     with open(labels, "a", newline="") as f:  # the paths as to_label.csv gives them, written back
-        csv.writer(f, lineterminator="\n").writerows([(name, truth[source.relative_to(images).as_posix()])
-                                                      for name in odd])
+        csv.writer(f, lineterminator="\n").writerows(
+            [(name, truth[source.relative_to(images).as_posix()]) for name in odd]
+        )
     summary = run(images, out, "--labels", str(labels))
     assert summary["label_problems"] == [] and summary["labeled"] == 12 + len(odd)
     assert not set(odd) & set(summary["proposed"])
@@ -143,15 +181,21 @@ def test_odd_file_names_are_proposed_and_accepted_back(tmp_path, shapes):
 
 def one_bit_png(path: Path, width: int, height: int) -> None:
     """A black 1-bit PNG, written row by row: a few KB on disk for any size."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     z, body = zlib.compressobj(9), io.BytesIO()
     row = b"\x00" * (1 + (width + 7) // 8)
     for _ in range(height):
         body.write(z.compress(row))
     body.write(z.flush())
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", body.getvalue()) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", body.getvalue())
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_huge_image_in_a_small_file_is_skipped_undecoded(tmp_path, shapes):
@@ -167,6 +211,7 @@ def test_a_huge_image_in_a_small_file_is_skipped_undecoded(tmp_path, shapes):
 
 def test_a_busy_output_folder_is_one_line(tmp_path, shapes, capsys):
     import os
+
     images, _ = shapes
     holder = RunFolder("elsewhere")
     holder.claim(tmp_path / "out")
@@ -187,6 +232,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_round(tmp_path, shapes, c
     import errno
 
     import lplgrad.records as records
+
     images, truth = shapes
     labels, out = first_labels(tmp_path, truth), tmp_path / "out"
     run(images, out, "--labels", str(labels))
@@ -194,6 +240,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_round(tmp_path, shapes, c
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(records.os, "fsync", full)
     assert "No space left on device" in fails(capsys, images, out, "--labels", str(labels), code=5)
     assert sorted(p.name for p in out.iterdir()) == ["round_001", "scan_cache.json", "stop_set.json"]

@@ -1,4 +1,5 @@
 """The ranking loss against a literal transcription of docs/method.md §2, and the entropy."""
+
 import math
 
 import pytest

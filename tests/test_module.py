@@ -1,4 +1,5 @@
 """The LightningModule: joint loss, detaching after epoch_loss, odd batches, fresh optimisers per round."""
+
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,15 @@ class Spy(Callback):
         if batch_idx:
             return
         opts = trainer.optimizers
-        self.rows.append((trainer.current_epoch, id(opts[0]), opts[0].param_groups[0]["lr"],
-                          opts[1].param_groups[0]["lr"], pl_module.net.linear.weight.detach().clone()))
+        self.rows.append(
+            (
+                trainer.current_epoch,
+                id(opts[0]),
+                opts[0].param_groups[0]["lr"],
+                opts[1].param_groups[0]["lr"],
+                pl_module.net.linear.weight.detach().clone(),
+            )
+        )
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.last_weight = pl_module.net.linear.weight.detach().clone()
@@ -83,8 +91,18 @@ class Spy(Callback):
 
 
 def test_fresh_optimisers_each_round_weights_carry_over(tmp_path):
-    args = tiny_fit_args(tmp_path, "--model.scheduler.init_args.milestones", "[1]", "--model.optimizer.init_args.lr",
-                         "0.05", subcommand=False, query=10, subset=40, budget=30, epochs=3)
+    args = tiny_fit_args(
+        tmp_path,
+        "--model.scheduler.init_args.milestones",
+        "[1]",
+        "--model.optimizer.init_args.lr",
+        "0.05",
+        subcommand=False,
+        query=10,
+        subset=40,
+        budget=30,
+        epochs=3,
+    )
     cli = cli_main(args, run=False)
     spy = Spy()
     cli.trainer.callbacks.append(spy)
@@ -127,7 +145,13 @@ def test_epoch_metrics_are_sample_weighted_means_seen_by_callbacks():
         def on_train_epoch_end(self, trainer, pl_module):
             seen.update({k: trainer.callback_metrics[k].item() for k in want})
 
-    Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[Reader()]).fit(m, loader)
+    Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Reader()],
+    ).fit(m, loader)
     for k, v in want.items():
         assert abs(seen[k] - v.item()) < 1e-5, k

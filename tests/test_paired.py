@@ -1,5 +1,6 @@
 """Paired statistics over seeds (against hand computations), the study tables, and the committed
 results: every table under docs/results is exactly what the command regenerates from the records."""
+
 import json
 import shutil
 from pathlib import Path
@@ -19,14 +20,16 @@ def test_paired_difference_by_hand():
     b = {"seed0": 58.0, "seed1": 62.0, "seed2": 61.0}
     p = paired(a, b)
     # differences 2, 0, 4: mean 2, sample sd 2, standard error 2/sqrt(3); t(0.975, 2) = 4.302653
-    half = 4.302653 * 2 / 3 ** 0.5
+    half = 4.302653 * 2 / 3**0.5
     assert (p.n, p.wins, p.ties, p.losses) == (3, 2, 1, 0)
     assert p.mean == pytest.approx(2.0)
     assert (p.low, p.high) == pytest.approx((2 - half, 2 + half), abs=1e-5)
     assert p.includes_zero
     clear = paired({"x": 3.0, "y": 3.5, "z": 2.5, "w": 3.0}, {"x": 1.0, "y": 1.0, "z": 1.0, "w": 1.0})
     assert clear.mean == pytest.approx(2.0) and not clear.includes_zero  # sd 0.408, t(0.975, 3) = 3.182446
-    assert (clear.low, clear.high) == pytest.approx((2 - 3.182446 * 0.4082483 / 2, 2 + 3.182446 * 0.4082483 / 2), abs=1e-5)
+    assert (clear.low, clear.high) == pytest.approx(
+        (2 - 3.182446 * 0.4082483 / 2, 2 + 3.182446 * 0.4082483 / 2), abs=1e-5
+    )
     one = paired({"s": 1.0}, {"s": 0.0})
     assert one.low is None and one.includes_zero and t_interval([1.0]) is None
     assert paired({"s": 1.0}, {"t": 0.0}) is None
@@ -34,16 +37,31 @@ def test_paired_difference_by_hand():
 
 def test_which_pairs_are_compared():
     assert pairs_to_compare(["LPLgrad", "Entropy", "Random"], "Random", "LPLgrad") == [
-        ("LPLgrad", "Random"), ("Entropy", "Random"), ("LPLgrad", "Entropy")]
+        ("LPLgrad", "Random"),
+        ("Entropy", "Random"),
+        ("LPLgrad", "Entropy"),
+    ]
     assert pairs_to_compare(["Entropy", "Margin"], "Random", "LPLgrad") == []
 
 
 def test_paired_table_uses_aulc_and_accuracy_at_sizes():
     def rows(accs):
-        return [{"round": i, "labeled": 100 * (i + 1), "test_acc": a, "train_seconds": 1, "query_seconds": 1,
-                 "queried": [0]} for i, a in enumerate(accs)]
-    runs = {"LPLgrad": {"seed0": rows([0.5, 0.7]), "seed1": rows([0.6, 0.8])},
-            "Random": {"seed0": rows([0.5, 0.6]), "seed1": rows([0.6, 0.6])}}
+        return [
+            {
+                "round": i,
+                "labeled": 100 * (i + 1),
+                "test_acc": a,
+                "train_seconds": 1,
+                "query_seconds": 1,
+                "queried": [0],
+            }
+            for i, a in enumerate(accs)
+        ]
+
+    runs = {
+        "LPLgrad": {"seed0": rows([0.5, 0.7]), "seed1": rows([0.6, 0.8])},
+        "Random": {"seed0": rows([0.5, 0.6]), "seed1": rows([0.6, 0.6])},
+    }
     ((a, b, (aulc, at200)),) = paired_table(runs, [200], "Random", "LPLgrad")
     assert (a, b) == ("LPLgrad", "Random")
     assert at200.mean == pytest.approx(15.0) and (at200.wins, at200.losses) == (2, 0)  # +10 and +20 points
@@ -58,8 +76,22 @@ def test_study_tables_by_hand(tmp_path):
             (run / "rounds.jsonl").write_text(json.dumps({"round": 0, "labeled": 10, "test_acc": acc}) + "\n")
             (run / "finished.json").write_text("{}")
     spec = tmp_path / "study.json"
-    spec.write_text(json.dumps({"title": "t", "a": "with A", "b": "without A", "tables": [
-        {"name": "one", "plot": "one.png", "rows": [{"label": "10", "x": 10, "a": "runs/with", "b": "runs/without"}]}]}))
+    spec.write_text(
+        json.dumps(
+            {
+                "title": "t",
+                "a": "with A",
+                "b": "without A",
+                "tables": [
+                    {
+                        "name": "one",
+                        "plot": "one.png",
+                        "rows": [{"label": "10", "x": 10, "a": "runs/with", "b": "runs/without"}],
+                    }
+                ],
+            }
+        )
+    )
     write_study(spec)
     row = (tmp_path / "one.csv").read_text().splitlines()[1].split(",")
     assert row[:3] == ["10", "10", "3"] and float(row[7]) == pytest.approx(-0.6667, abs=1e-4)  # -2, -1, +1 points
@@ -98,7 +130,9 @@ def test_study_regenerates_every_committed_table(tmp_path, spec):
     write_study(copy / spec.parent.name / "study.json")
     for t in study["tables"]:
         for ext in (".md", ".csv"):
-            assert (copy / spec.parent.name / (t["name"] + ext)).read_text() == (spec.parent / (t["name"] + ext)).read_text()
+            assert (copy / spec.parent.name / (t["name"] + ext)).read_text() == (
+                spec.parent / (t["name"] + ext)
+            ).read_text()
 
 
 def test_readme_paired_cells_are_the_committed_ones():
@@ -116,8 +150,16 @@ def test_readme_paired_cells_are_the_committed_ones():
         assert committed[name] == (aulc, at_1000), name
 
 
-@pytest.mark.parametrize("table", ["fashion_mnist/table.md", "fashion_mnist/aulc.md", "fashion_mnist/paired.md",
-                                   "aux_study/by_size.md", "aux_study/why_n1000.md"])
+@pytest.mark.parametrize(
+    "table",
+    [
+        "fashion_mnist/table.md",
+        "fashion_mnist/aulc.md",
+        "fashion_mnist/paired.md",
+        "aux_study/by_size.md",
+        "aux_study/why_n1000.md",
+    ],
+)
 def test_comparison_doc_shows_the_committed_tables(table):
     """docs/comparison.md quotes each committed table whole: every row of it, verbatim."""
     doc = set((ROOT / "docs" / "comparison.md").read_text().splitlines())

@@ -2,6 +2,7 @@
 pretrained examples on data in its real format with weights files written here, the labeling
 app with a torchvision backbone (TypiClust cold start, then trained), and the one-line error when
 weights are neither on disk nor downloadable."""
+
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,25 @@ from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "configs"
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.accelerator", "cpu", "--data.num_workers", "0", "--trainer.callbacks.embedding_points", "8"]
-ARMS = ["transfer/arms/scratch_lplgrad.yaml", "transfer/arms/scratch_random.yaml",
-        "transfer/arms/pretrained_lplgrad.yaml", "transfer/arms/pretrained_random.yaml",
-        "transfer/arms/pretrained_typiclust_badge.yaml"]
+TINY = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--data.num_workers",
+    "0",
+    "--trainer.callbacks.embedding_points",
+    "8",
+]
+ARMS = [
+    "transfer/arms/scratch_lplgrad.yaml",
+    "transfer/arms/scratch_random.yaml",
+    "transfer/arms/pretrained_lplgrad.yaml",
+    "transfer/arms/pretrained_random.yaml",
+    "transfer/arms/pretrained_typiclust_badge.yaml",
+]
 
 
 def fashion_mnist_available() -> bool:
@@ -33,9 +48,28 @@ def pretrained_ckpt(tmp_path_factory) -> Path:
     if not fashion_mnist_available():
         pytest.skip("Fashion-MNIST is not installed (bash scripts/setup.sh)")
     logs = tmp_path_factory.mktemp("pretrain")
-    cli_main(["fit", "--config", str(C / "fashion_mnist.yaml"), "--config", str(C / "transfer/pretrain.yaml"),
-              "--trainer.logger.init_args.save_dir", str(logs), *TINY, "--model.backbone.init_args.width", "4",
-              "--data.initial_size", "60", "--data.budget", "60", "--data.test_size", "50", "--loop.epochs_per_round", "1"])
+    cli_main(
+        [
+            "fit",
+            "--config",
+            str(C / "fashion_mnist.yaml"),
+            "--config",
+            str(C / "transfer/pretrain.yaml"),
+            "--trainer.logger.init_args.save_dir",
+            str(logs),
+            *TINY,
+            "--model.backbone.init_args.width",
+            "4",
+            "--data.initial_size",
+            "60",
+            "--data.budget",
+            "60",
+            "--data.test_size",
+            "50",
+            "--loop.epochs_per_round",
+            "1",
+        ]
+    )
     rows = read_rounds(logs / "fmnist_0-4" / "pretrain" / "rounds.jsonl")
     assert [r["labeled"] for r in rows] == [60]
     return logs / "fmnist_0-4" / "pretrain" / "checkpoints" / "last.ckpt"
@@ -43,10 +77,32 @@ def pretrained_ckpt(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_transfer_arm_runs_tiny(arm, pretrained_ckpt, tmp_path):
-    args = ["fit", "--config", str(C / "fashion_mnist.yaml"), "--config", str(C / "transfer/al.yaml"),
-            "--config", str(C / arm), "--trainer.logger.init_args.save_dir", str(tmp_path), *TINY,
-            "--model.backbone.init_args.width", "4", "--data.initial_size", "6", "--data.query_size", "6",
-            "--data.subset_size", "40", "--data.budget", "18", "--data.test_size", "40", "--loop.epochs_per_round", "1"]
+    args = [
+        "fit",
+        "--config",
+        str(C / "fashion_mnist.yaml"),
+        "--config",
+        str(C / "transfer/al.yaml"),
+        "--config",
+        str(C / arm),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        *TINY,
+        "--model.backbone.init_args.width",
+        "4",
+        "--data.initial_size",
+        "6",
+        "--data.query_size",
+        "6",
+        "--data.subset_size",
+        "40",
+        "--data.budget",
+        "18",
+        "--data.test_size",
+        "40",
+        "--loop.epochs_per_round",
+        "1",
+    ]
     if "pretrained" in arm:
         args += ["--model.backbone.init_args.weights", str(pretrained_ckpt)]
     cli = cli_main(args)
@@ -73,12 +129,42 @@ def test_pretrained_caltech_example(tmp_path):
     synthetic.write_caltech101(tmp_path / "data", per_class=2)
     weights = save_random_weights(resnet18(), tmp_path / "resnet18.pth")
     with synthetic.checksums_skipped():
-        cli = cli_main(["fit", "--config", str(C / "caltech101.yaml"), "--config", str(C / "pretrained/caltech101_resnet18.yaml"),
-                        "--data.dataset.init_args.root", str(tmp_path / "data"), "--data.dataset.init_args.download", "false",
-                        "--model.backbone.init_args.weights", str(weights), "--model.backbone.init_args.image_size", "32",
-                        "--data.image_size", "32", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *TINY,
-                        "--data.initial_size", "8", "--data.query_size", "4", "--data.subset_size", "12", "--data.budget", "12",
-                        "--data.batch_size", "4", "--data.test_size", "16", "--loop.epochs_per_round", "1"])
+        cli = cli_main(
+            [
+                "fit",
+                "--config",
+                str(C / "caltech101.yaml"),
+                "--config",
+                str(C / "pretrained/caltech101_resnet18.yaml"),
+                "--data.dataset.init_args.root",
+                str(tmp_path / "data"),
+                "--data.dataset.init_args.download",
+                "false",
+                "--model.backbone.init_args.weights",
+                str(weights),
+                "--model.backbone.init_args.image_size",
+                "32",
+                "--data.image_size",
+                "32",
+                "--trainer.logger.init_args.save_dir",
+                str(tmp_path / "logs"),
+                *TINY,
+                "--data.initial_size",
+                "8",
+                "--data.query_size",
+                "4",
+                "--data.subset_size",
+                "12",
+                "--data.budget",
+                "12",
+                "--data.batch_size",
+                "4",
+                "--data.test_size",
+                "16",
+                "--loop.epochs_per_round",
+                "1",
+            ]
+        )
     net = cli.model.net
     assert net.head.out_features == 101 and net.pretrained
     assert torch.equal(net.model.layer1[0].conv1.weight.detach(), torch.load(weights)["layer1.0.conv1.weight"])
@@ -91,12 +177,40 @@ def test_pretrained_cdd_vit_example(tmp_path):
     synthetic.write_image_folder(tmp_path / "cdd", classes=6, per_class=4)
     weights = tmp_path / "vit.pth"
     save_random_weights(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8), weights)
-    cli = cli_main(["fit", "--config", str(C / "cdd.yaml"), "--config", str(C / "pretrained/cdd_vit_tiny.yaml"),
-                    "--data.dataset.init_args.root", str(tmp_path / "cdd"), "--model.backbone.init_args.weights", str(weights),
-                    "--model.backbone.init_args.image_size", "32", "--model.backbone.init_args.model_args",
-                    "{patch_size: 8}", "--data.image_size", "32", "--trainer.logger.init_args.save_dir",
-                    str(tmp_path / "logs"), *TINY, "--data.initial_size", "8", "--data.query_size", "4",
-                    "--data.subset_size", "12", "--data.budget", "12", "--data.batch_size", "4", "--loop.epochs_per_round", "1"])
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(C / "cdd.yaml"),
+            "--config",
+            str(C / "pretrained/cdd_vit_tiny.yaml"),
+            "--data.dataset.init_args.root",
+            str(tmp_path / "cdd"),
+            "--model.backbone.init_args.weights",
+            str(weights),
+            "--model.backbone.init_args.image_size",
+            "32",
+            "--model.backbone.init_args.model_args",
+            "{patch_size: 8}",
+            "--data.image_size",
+            "32",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),
+            *TINY,
+            "--data.initial_size",
+            "8",
+            "--data.query_size",
+            "4",
+            "--data.subset_size",
+            "12",
+            "--data.budget",
+            "12",
+            "--data.batch_size",
+            "4",
+            "--loop.epochs_per_round",
+            "1",
+        ]
+    )
     assert cli.model.net.head.out_features == 6 and cli.model.net.feature_channels == [192] * 4
 
 
@@ -109,9 +223,19 @@ def test_missing_weights_offline_is_one_line_naming_the_file(tmp_path, monkeypat
 
     monkeypatch.setattr(_api, "load_state_dict_from_url", offline)
     with pytest.raises(SystemExit) as e:
-        cli_main(["fit", "--config", str(ROOT / "configs/digits.yaml"), "--model.backbone", "lplgrad.nets.TorchvisionNet",
-                  "--model.backbone.init_args.weights", "IMAGENET1K_V1", "--trainer.logger.init_args.save_dir",
-                  str(tmp_path / "logs")])
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/digits.yaml"),
+                "--model.backbone",
+                "lplgrad.nets.TorchvisionNet",
+                "--model.backbone.init_args.weights",
+                "IMAGENET1K_V1",
+                "--trainer.logger.init_args.save_dir",
+                str(tmp_path / "logs"),
+            ]
+        )
     assert e.value.code == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lplgrad: error:")]
     assert "resnet18-f37072fd.pth" in line and str(tmp_path / "torch_home") in line and "download.pytorch.org" in line
@@ -125,10 +249,28 @@ def test_labeling_with_a_pretrained_torchvision_backbone(tmp_path, capsys):
     images = tmp_path / "shapes"
     truth = make_shapes(images, n=30)
     weights = save_random_weights(resnet18(), tmp_path / "resnet18.pth")
-    args = ["--config", str(C / "label_folder_pretrained.yaml"), "--images", str(images), "--labels",
-            str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out"), "--model.backbone.init_args.weights",
-            str(weights), "--model.backbone.init_args.image_size", "32", "--data.image_size", "32",
-            "--trainer.max_epochs", "1", "--data.query_size", "8", "--data.min_labels", "6"]
+    args = [
+        "--config",
+        str(C / "label_folder_pretrained.yaml"),
+        "--images",
+        str(images),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(tmp_path / "out"),
+        "--model.backbone.init_args.weights",
+        str(weights),
+        "--model.backbone.init_args.image_size",
+        "32",
+        "--data.image_size",
+        "32",
+        "--trainer.max_epochs",
+        "1",
+        "--data.query_size",
+        "8",
+        "--data.min_labels",
+        "6",
+    ]
     first = label_main(args)
     assert first["mode"] == "cold_start" and first["strategy"].startswith("TypiClust") and len(first["proposed"]) == 8
     assert "TypiClust" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Crash and resume: SIGKILL a run at an event it reports (a :class:`helpers.pause.PauseAt`
 marker, never a time), resume it with --ckpt_path last, compare with an uninterrupted run."""
+
 import csv
 import json
 import subprocess
@@ -18,8 +19,14 @@ EPOCHS = 12  # per round
 
 
 def command(save_dir: Path, version: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lplgrad", *tiny_fit_args(save_dir, "--trainer.logger.init_args.version", version,
-                                                           *extra, query=10, budget=60, epochs=EPOCHS)]
+    return [
+        sys.executable,
+        "-m",
+        "lplgrad",
+        *tiny_fit_args(
+            save_dir, "--trainer.logger.init_args.version", version, *extra, query=10, budget=60, epochs=EPOCHS
+        ),
+    ]
 
 
 def run(cmd: list[str]) -> str:

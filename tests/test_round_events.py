@@ -1,5 +1,6 @@
 """The rounds loop's event: the labeled set before and after the query, and the one way a
 callback adds to a round's record."""
+
 import json
 
 import pytest

@@ -1,5 +1,6 @@
 """``fit`` as a careful user runs it: batches of one, one run per folder, resumes that check what
 they resume, and every failure one line that leaves no file behind."""
+
 import errno
 import json
 import subprocess
@@ -43,8 +44,20 @@ def test_drop_single_last_only_for_a_last_batch_of_one():
 @pytest.mark.parametrize("in_memory", ["true", "false"])
 def test_a_last_batch_of_one_trains(tmp_path, in_memory):
     """17 labeled images in batches of 16: the issue's crash (BatchNorm, one value per channel)."""
-    cli_main(fit(tmp_path, "v", "--data.in_memory", in_memory, "--data.batch_size", "16",
-                 initial=17, query=16, budget=49, epochs=2))
+    cli_main(
+        fit(
+            tmp_path,
+            "v",
+            "--data.in_memory",
+            in_memory,
+            "--data.batch_size",
+            "16",
+            initial=17,
+            query=16,
+            budget=49,
+            epochs=2,
+        )
+    )
     rows = read_rounds(run_dir(tmp_path) / "rounds.jsonl")
     assert [r["labeled"] for r in rows] == [17, 33, 49]  # 17 and 33 end in a batch of one; 49 does not
 
@@ -66,16 +79,20 @@ def test_a_second_run_in_a_busy_folder_stops_and_a_stale_lock_does_not_block_the
     finally:
         kill(first)
     assert (run_dir(tmp_path) / ".lock").exists()  # left by the killed run: blocks nothing
-    out = subprocess.run([sys.executable, "-m", "lplgrad", *args, "--ckpt_path", "last"], env=ENV,
-                         capture_output=True, text=True, timeout=HANG_S)
+    out = subprocess.run(
+        [sys.executable, "-m", "lplgrad", *args, "--ckpt_path", "last"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert [r["labeled"] for r in read_rounds(run_dir(tmp_path) / "rounds.jsonl")] == [20, 30, 40]
     assert not (run_dir(tmp_path) / ".lock").exists()
 
 
 def test_ckpt_path_last_with_nothing_to_resume_stops(tmp_path, capsys):
-    assert "no unfinished run" in fails(
-        tiny_fit_args(tmp_path / "logs", "--ckpt_path", "last"), capsys)
+    assert "no unfinished run" in fails(tiny_fit_args(tmp_path / "logs", "--ckpt_path", "last"), capsys)
     cli_main(fit(tmp_path, "done"))
     assert "holds a finished run" in fails(fit(tmp_path, "done", "--ckpt_path", "last"), capsys)
     assert "there is no run folder" in fails(fit(tmp_path, "typo", "--ckpt_path", "last"), capsys)
@@ -94,8 +111,9 @@ def _unfinished(tmp_path) -> list[str]:
 def test_resume_with_another_config_stops_unless_allowed(tmp_path, capsys):
     args = _unfinished(tmp_path)
     saved = (run_dir(tmp_path) / "config.yaml").read_text()
-    line = fails(args + ["--ckpt_path", "last", "--strategy", "lplgrad.strategies.Random",
-                         "--data.query_size", "5"], capsys)
+    line = fails(
+        args + ["--ckpt_path", "last", "--strategy", "lplgrad.strategies.Random", "--data.query_size", "5"], capsys
+    )
     assert "differs from the run's" in line and "--allow_config_change true" in line
     assert "strategy.class_path: 'lplgrad.strategies.LPLgrad' -> 'lplgrad.strategies.Random'" in line
     assert "data.query_size: 10 -> 5" in line
@@ -126,8 +144,12 @@ def test_a_bad_checkpoint_is_one_line(tmp_path, capsys, damage):
         torch.save({"weights": torch.zeros(2)}, ckpt)
     target = str(tmp_path / "nope.ckpt") if damage == "missing" else str(ckpt)
     line = fails(args + ["--ckpt_path", target], capsys)
-    assert {"truncated": "cannot be read", "garbage": "cannot be read", "missing": "no such file",
-            "not_lightning": "is not a checkpoint"}[damage] in line
+    assert {
+        "truncated": "cannot be read",
+        "garbage": "cannot be read",
+        "missing": "no such file",
+        "not_lightning": "is not a checkpoint",
+    }[damage] in line
 
 
 @pytest.mark.parametrize("sub", ["validate", "test", "predict"])
@@ -140,6 +162,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, 
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(records.os, "fsync", full)
     line = fails(fit(tmp_path), capsys, code=5)
     assert "No space left on device" in line
@@ -149,12 +172,14 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, 
 
 def test_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
     import lplgrad.runfolder as runfolder
+
     real = runfolder.os.open
 
     def refuse(path, *a, **kw):
         if str(path).endswith(".lock"):
             raise PermissionError(errno.EROFS, "Read-only file system", str(path))
         return real(path, *a, **kw)
+
     monkeypatch.setattr(runfolder.os, "open", refuse)
     line = fails(fit(tmp_path), capsys, code=5)
     assert "Read-only file system" in line and ".lock" in line
@@ -182,6 +207,7 @@ def test_a_missing_dataset_says_how_to_get_it_without_repeating_the_setting(tmp_
 
     def offline(*a, **kw):
         raise OSError("offline")
+
     monkeypatch.setattr(socket, "getaddrinfo", offline)
     monkeypatch.setattr(socket.socket, "connect", offline)
     with pytest.raises(DatasetNotFoundError, match="download is already true"):

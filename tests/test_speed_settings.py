@@ -1,4 +1,5 @@
 """Optional speed settings give the same scores and train: channels_last, bf16 mixed precision, torch.compile."""
+
 import copy
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def test_compiled_training_step_equals_eager():
 
     torch.manual_seed(0)
     eager = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=5, in_channels=1)
-    compiled = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=5, in_channels=1,
-                             compile={"backend": "aot_eager"})
+    compiled = ActiveLearner(
+        backbone=lambda c, i: ResNet18(c, i, 4), num_classes=5, in_channels=1, compile={"backend": "aot_eager"}
+    )
     compiled.load_state_dict(eager.state_dict())
     x, y = torch.randn(6, 1, 16, 16), torch.randint(0, 5, (6,))
     loss_e, grads_e = _step_grads(eager, x, y)
@@ -95,8 +97,15 @@ def test_speed_settings_times_batches_not_optimiser_steps():
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))
     clock = StepClock(warmup=2, steps=3)
-    trainer = Trainer(accelerator="cpu", max_epochs=-1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
     model = ActiveLearner(backbone=lambda c, i: ResNet18(c, i, 4), num_classes=10, in_channels=3)
     trainer.fit(model, DataLoader(data, batch_size=4))
     assert clock.seen == 5 and trainer.global_step == 10 and clock.t1 > clock.t0 > 0

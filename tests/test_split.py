@@ -1,4 +1,5 @@
 """The one split both applications use, the one query path, and the rounds loop's hooks."""
+
 import pytest
 import torch
 from lightning.pytorch import Callback
@@ -67,12 +68,16 @@ def test_round_hooks_are_declared_and_called(tiny_fit):
     rec, other = Recorder(), NotARoundCallback()
     cli.trainer.callbacks += [rec, other]
     cli.trainer.fit(cli.model, cli.datamodule)
-    assert [c for c in rec.calls if c[0] == "round_end"] == [("round_end", 0, 20), ("round_end", 1, 35),
-                                                             ("round_end", 2, 50)]
+    assert [c for c in rec.calls if c[0] == "round_end"] == [
+        ("round_end", 0, 20),
+        ("round_end", 1, 35),
+        ("round_end", 2, 50),
+    ]
     assert ("start", 60, "candidates") in rec.calls and ("end",) in rec.calls
     assert not other.called
-    assert all(hasattr(RoundCallback, h) for h in ("on_round_end", "on_query_start", "on_query_progress",
-                                                   "on_query_end"))
+    assert all(
+        hasattr(RoundCallback, h) for h in ("on_round_end", "on_query_start", "on_query_progress", "on_query_end")
+    )
 
 
 def test_a_strategy_that_needs_no_images_decodes_none(tiny_fit, monkeypatch):

@@ -1,4 +1,5 @@
 """The stop signal: kappa and the stopping rule on hand-built predictions, and in fit's records."""
+
 import json
 
 import pytest
@@ -18,14 +19,17 @@ def test_kappa_by_hand():
     assert stopping.kappa(a, 1 - a) == pytest.approx(-1.0)
 
 
-@pytest.mark.parametrize("kappas,expected", [
-    ([], False),
-    ([0.995, 0.999], False),  # only two rounds
-    ([0.995, 0.999, 1.0], True),
-    ([0.999, 0.98, 0.995, 0.999], False),  # the dip resets the streak
-    ([0.5, 0.999, 0.991, 0.99], True),  # at the threshold counts
-    ([0.999, 0.999, None], False),
-])
+@pytest.mark.parametrize(
+    "kappas,expected",
+    [
+        ([], False),
+        ([0.995, 0.999], False),  # only two rounds
+        ([0.995, 0.999, 1.0], True),
+        ([0.999, 0.98, 0.995, 0.999], False),  # the dip resets the streak
+        ([0.5, 0.999, 0.991, 0.99], True),  # at the threshold counts
+        ([0.999, 0.999, None], False),
+    ],
+)
 def test_stop_rule_on_sequences(kappas, expected):
     assert stopping.stop_suggested(kappas) is expected
 

@@ -1,4 +1,5 @@
 """Every query strategy ranks hand-built cases whose right order is known."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """The rounds loop's events, and the callback base class that declares their hooks."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,8 +10,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 
 #: the fields of a round's ``rounds.jsonl`` row that the rounds loop writes itself
-LOOP_FIELDS = frozenset({"round", "labeled", "test_acc", "train_seconds", "query_seconds", "processes", "threads",
-                         "queried"})
+LOOP_FIELDS = frozenset(
+    {"round", "labeled", "test_acc", "train_seconds", "query_seconds", "processes", "threads", "queried"}
+)
 
 
 @dataclass

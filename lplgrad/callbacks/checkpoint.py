@@ -12,6 +12,7 @@ the save's barrier while the others start the next epoch's all-reduce. The clock
 processes differ, so rank 0's decision is broadcast to all (as Lightning's own time-based
 ``ModelCheckpoint`` does).
 """
+
 from __future__ import annotations
 
 import time
@@ -65,7 +66,12 @@ class RoundCheckpoint(RoundCallback):
         self._round_ended = True  # saved at this epoch's end, after the rounds loop updated its state
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self.enabled or trainer.sanity_checking or trainer.fast_dev_run or self._last_step == trainer.global_step:
+        if (
+            not self.enabled
+            or trainer.sanity_checking
+            or trainer.fast_dev_run
+            or self._last_step == trainer.global_step
+        ):
             return
         due = self.clock() - self._last_save >= 60.0 * self.every_minutes
         if trainer.world_size > 1:

@@ -16,6 +16,7 @@ Only global rank 0 writes. Scalars go to every logger; images, histograms and em
 TensorBoard logger (none: they are skipped). The run's random streams are left untouched, so a run
 gives the same selections and accuracies with or without these figures.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,6 +64,7 @@ def tensorboard_writer(trainer: Trainer):
 def forward_all(net: nn.Module, loader: Iterable, device: torch.device, features: bool = False) -> dict[str, Tensor]:
     """M in eval mode over a loader: "conf" (max softmax probability), "pred", the labels "y", and with ``features``
     the pooled last feature map "feat" (N, D); all on the CPU. ``loader``: any iterable of (images, labels)."""
+
     def step(x: Tensor, y) -> dict[str, Tensor]:
         logits, maps = net(x)
         conf, pred = logits.float().softmax(1).max(1)
@@ -122,8 +124,14 @@ class RoundFigures(RoundCallback):
         embedding_seed: seed of that sample.
     """
 
-    def __init__(self, images: bool = True, confidence: bool = True, embeddings: bool = True,
-                 embedding_points: int = 500, embedding_seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: bool = True,
+        confidence: bool = True,
+        embeddings: bool = True,
+        embedding_points: int = 500,
+        embedding_seed: int = 0,
+    ) -> None:
         if embedding_points < 1:
             raise ConfigError(f"RoundFigures: embedding_points must be positive, got {embedding_points}")
         self.images, self.confidence, self.embeddings = images, confidence, embeddings
@@ -158,16 +166,23 @@ class RoundFigures(RoundCallback):
         acc = float(r.event.metrics["acc"])
         charts = {
             "per_class_acc": plots.plot_per_class_acc(r.per_class, r.names, acc, f"Per-class test accuracy, {r.title}"),
-            "confusion_matrix": plots.plot_confusion(r.event.metrics["confusion"].cpu(), r.names,
-                                                     f"Confusion matrix, {r.title}"),
-            "class_balance": plots.plot_class_balance(r.counts, r.added, r.names, f"Labeled samples per class, {r.title}"),
+            "confusion_matrix": plots.plot_confusion(
+                r.event.metrics["confusion"].cpu(), r.names, f"Confusion matrix, {r.title}"
+            ),
+            "class_balance": plots.plot_class_balance(
+                r.counts, r.added, r.names, f"Labeled samples per class, {r.title}"
+            ),
         }
         for name, image in charts.items():
             writer.add_image(f"figures/{name}", image, r.step, dataformats="HWC")
 
     def _confidence(self, writer, pl_module: LightningModule, dm, r: _RoundView) -> None:
         device = pl_module.device
-        cand = r.event.candidates.cpu() if r.event.candidates is not None else dm.split.candidates(r.event.round, dm.subset_size)
+        cand = (
+            r.event.candidates.cpu()
+            if r.event.candidates is not None
+            else dm.split.candidates(r.event.round, dm.subset_size)
+        )
         groups = {"labeled": forward_all(pl_module.net, dm.pool_dataloader(r.trained_on), device)["conf"]}
         if len(cand):
             cand_conf = forward_all(pl_module.net, dm.pool_dataloader(cand), device)["conf"]
@@ -178,24 +193,35 @@ class RoundFigures(RoundCallback):
             if len(v):
                 writer.add_histogram(f"al/confidence/{name}", v, r.step)
         if self.images:
-            writer.add_image("figures/confidence", plots.plot_confidence(groups, f"Confidence of M, {r.title}"),
-                             r.step, dataformats="HWC")
+            writer.add_image(
+                "figures/confidence",
+                plots.plot_confidence(groups, f"Confidence of M, {r.title}"),
+                r.step,
+                dataformats="HWC",
+            )
 
     def _scores(self, writer, r: _RoundView) -> None:
         event = r.event
         if event.scores is None or event.candidates is None:
             return
         scores = event.scores.detach().float().cpu()
-        picked = (torch.isin(event.candidates.cpu(), r.selected) if r.selected is not None
-                  else torch.zeros(len(scores), dtype=torch.bool))
+        picked = (
+            torch.isin(event.candidates.cpu(), r.selected)
+            if r.selected is not None
+            else torch.zeros(len(scores), dtype=torch.bool)
+        )
         finite = torch.isfinite(scores)
         parts = {"all": scores[finite], "selected": scores[finite & picked], "rest": scores[finite & ~picked]}
         for name, v in parts.items():
             if len(v):
                 writer.add_histogram(f"al/scores/{name}", v, r.step)
         if self.images and len(parts["all"]):
-            writer.add_image("figures/scores", plots.plot_scores(parts["selected"].numpy(), parts["rest"].numpy(),
-                                                                 f"Query scores, {r.title}"), r.step, dataformats="HWC")
+            writer.add_image(
+                "figures/scores",
+                plots.plot_scores(parts["selected"].numpy(), parts["rest"].numpy(), f"Query scores, {r.title}"),
+                r.step,
+                dataformats="HWC",
+            )
 
     def embedding_indices(self, n_test: int) -> Tensor:
         """The fixed sample of test-set positions (ascending), the same every round."""
@@ -217,11 +243,25 @@ class RoundFigures(RoundCallback):
     def _embed(self, writer, pl_module: LightningModule, dm, r: _RoundView) -> None:
         idx, x, y, imgs = self._embedding_sample(dm)
         bs = dm.eval_batch_size
-        out = forward_all(pl_module.net, [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(x), bs)], pl_module.device,
-                          features=True)
-        meta = [[r.names[t], r.names[p], "yes" if t == p else "no", str(int(i))]
-                for t, p, i in zip(y.tolist(), out["pred"].tolist(), idx)]
+        out = forward_all(
+            pl_module.net,
+            [(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)],
+            pl_module.device,
+            features=True,
+        )
+        meta = [
+            [r.names[t], r.names[p], "yes" if t == p else "no", str(int(i))]
+            for t, p, i in zip(y.tolist(), out["pred"].tolist(), idx)
+        ]
         if self._projector_before is None:
             self._projector_before = projector.read_entries(writer.get_logdir())
-        projector.add_embedding(writer, out["feat"], meta, imgs, r.step, f"round_{r.event.round:02d}",
-                                ["label", "prediction", "correct", "test_index"], self._projector_before)
+        projector.add_embedding(
+            writer,
+            out["feat"],
+            meta,
+            imgs,
+            r.step,
+            f"round_{r.event.round:02d}",
+            ["label", "prediction", "correct", "test_index"],
+            self._projector_before,
+        )

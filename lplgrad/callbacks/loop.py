@@ -6,6 +6,7 @@ data module draws the candidate subset S, every process scores its ``rank::world
 grows by b (or what is left of the budget), the train loader is reloaded and fresh optimisers
 and schedules are made; the weights carry over. The run ends when the budget is labeled.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,9 @@ class ActiveLearningLoop(Callback):
         save_candidates: write every round's candidates and scores to ``candidates/round_NNN.csv``.
     """
 
-    def __init__(self, strategy: QueryStrategy | None = None, epochs_per_round: int = 200,
-                 save_candidates: bool = True) -> None:
+    def __init__(
+        self, strategy: QueryStrategy | None = None, epochs_per_round: int = 200, save_candidates: bool = True
+    ) -> None:
         if epochs_per_round < 1:
             raise ConfigError(f"loop.epochs_per_round must be positive, got {epochs_per_round}")
         self.strategy = strategy if strategy is not None else LPLgrad()
@@ -76,8 +78,13 @@ class ActiveLearningLoop(Callback):
         # resumed run shuffles, augments and selects exactly as an uninterrupted one; under DDP
         # every process's state (each draws its own augmentations), "rng" is rank 0's
         states = every_rank(rng_state())
-        return {"round": self.round, "round_start_epoch": self.round_start_epoch, "history": self.history,
-                "rng": states[0], "rng_ranks": states}
+        return {
+            "round": self.round,
+            "round_start_epoch": self.round_start_epoch,
+            "history": self.history,
+            "rng": states[0],
+            "rng_ranks": states,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round = int(state["round"])
@@ -143,11 +150,22 @@ class ActiveLearningLoop(Callback):
             dm.split.add(result.selected, self.round)
             self._check_processes_agree(trainer, dm.split.labeled, self.round)
             if trainer.is_global_zero and self.save_candidates and self.run_dir is not None:
-                write_candidates(self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
-                                 result.candidates, result.scores, result.selected)
+                write_candidates(
+                    self.run_dir / "candidates" / f"round_{self.round:03d}.csv",
+                    result.candidates,
+                    result.scores,
+                    result.selected,
+                )
         self.history.append(row)
-        event = RoundEnd(self.round, before, dm.split.labeled.clone(), metrics, row["train_seconds"],
-                         row["query_seconds"], *((result.candidates, result.scores, result.selected) if result else ()))
+        event = RoundEnd(
+            self.round,
+            before,
+            dm.split.labeled.clone(),
+            metrics,
+            row["train_seconds"],
+            row["query_seconds"],
+            *((result.candidates, result.scores, result.selected) if result else ()),
+        )
         for cb in round_callbacks(trainer):
             cb.on_round_end(trainer, learner, event)
         row.update(event.fields)
@@ -182,13 +200,21 @@ class ActiveLearningLoop(Callback):
     def _record(self, trainer: Trainer, row: dict[str, Any], notes: list[str], finished: bool) -> None:
         n = row["labeled"]
         for logger in trainer.loggers:
-            logger.log_metrics({"al/test_acc": row["test_acc"], "al/train_seconds": row["train_seconds"],
-                                "al/query_seconds": row["query_seconds"]}, step=n)
+            logger.log_metrics(
+                {
+                    "al/test_acc": row["test_acc"],
+                    "al/train_seconds": row["train_seconds"],
+                    "al/query_seconds": row["query_seconds"],
+                },
+                step=n,
+            )
             logger.log_metrics({"al/test_acc_by_round": row["test_acc"], "al/labeled": n}, step=row["round"])
         if not trainer.is_global_zero:
             return
-        line = (f"Round {row['round']:>3} | labeled {n:>6} | test acc {100 * row['test_acc']:6.2f}% | "
-                f"train {row['train_seconds']:8.1f}s | query {row['query_seconds']:7.1f}s")
+        line = (
+            f"Round {row['round']:>3} | labeled {n:>6} | test acc {100 * row['test_acc']:6.2f}% | "
+            f"train {row['train_seconds']:8.1f}s | query {row['query_seconds']:7.1f}s"
+        )
         bar = trainer.progress_bar_callback
         for text in (line, *notes):
             (bar.print if bar is not None and hasattr(bar, "print") else print)(text)
@@ -199,7 +225,15 @@ class ActiveLearningLoop(Callback):
             split = dm.split
             write_labeled(run / "labeled.csv", split.labeled, split.labeled_round, dm.labels(split.labeled))
             if finished:
-                atomic_write(run / "finished.json", json.dumps({
-                    "rounds": len(self.history), "labeled": n, "final_test_acc": row["test_acc"],
-                    "strategy": repr(self.strategy),
-                }) + "\n")
+                atomic_write(
+                    run / "finished.json",
+                    json.dumps(
+                        {
+                            "rounds": len(self.history),
+                            "labeled": n,
+                            "final_test_acc": row["test_acc"],
+                            "strategy": repr(self.strategy),
+                        }
+                    )
+                    + "\n",
+                )

@@ -1,5 +1,6 @@
 """What every process of a run must carry over or share: its random states (saved in each
 checkpoint, every process's own) and rank 0's buffers (taken by every process at a round's end)."""
+
 from __future__ import annotations
 
 import random
@@ -12,8 +13,11 @@ import torch
 def rng_state() -> dict[str, Any]:
     """The global random states as tensors and plain values (loadable with ``weights_only=True``)."""
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()  # this process's GPU only (dropout draws from it)
     return state

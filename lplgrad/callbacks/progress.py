@@ -1,4 +1,5 @@
 """A console progress bar for the query phase, in the style of Lightning's training bar."""
+
 from __future__ import annotations
 
 import sys

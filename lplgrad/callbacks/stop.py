@@ -1,6 +1,7 @@
 """The stop signal in ``fit``: stabilizing predictions on a fixed stop set (:mod:`lplgrad.stopping`),
 per round in ``rounds.jsonl`` (``stop_kappa``, ``stop_suggested``), TensorBoard (``al/stop_kappa``)
 and the console."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,10 @@ class StopSignal(RoundCallback):
 
     def __init__(self, size: int = 1000, threshold: float = stopping.THRESHOLD, rounds: int = stopping.ROUNDS) -> None:
         if size < 1 or rounds < 1 or not 0.0 < threshold <= 1.0:
-            raise ConfigError(f"StopSignal: size and rounds must be positive and threshold in (0, 1], got size {size}, "
-                              f"rounds {rounds}, threshold {threshold}")
+            raise ConfigError(
+                f"StopSignal: size and rounds must be positive and threshold in (0, 1], got size {size}, "
+                f"rounds {rounds}, threshold {threshold}"
+            )
         self.size, self.threshold, self.rounds = size, threshold, rounds
         self.previous: torch.Tensor | None = None  # the last round's predictions on the stop set
         self.kappas: list[float | None] = []
@@ -46,8 +49,9 @@ class StopSignal(RoundCallback):
         rows = stopping.stop_set(dm.pool_size, self.size, run_seed(dm.seed))
         net = pl_module.net
         with torch.random.fork_rng(devices=[]):  # DataLoader iterators draw seeds from the global stream
-            preds = torch.cat(run_eval(net, dm.pool_dataloader(rows), pl_module.device,
-                                       lambda x, _: net(x)[0].argmax(1).cpu()))
+            preds = torch.cat(
+                run_eval(net, dm.pool_dataloader(rows), pl_module.device, lambda x, _: net(x)[0].argmax(1).cpu())
+            )
         k = None if self.previous is None else stopping.kappa(preds, self.previous)
         self.previous = preds
         if k is not None:

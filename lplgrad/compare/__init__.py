@@ -4,6 +4,7 @@
 reads the finished runs, ``stats`` and ``aggregate`` turn them into numbers (pure functions),
 ``tables`` and ``plot`` render them, ``report`` writes every output file, ``cli`` is the command.
 """
+
 from lplgrad.compare.aggregate import (
     ablation_table,
     accuracy_table,

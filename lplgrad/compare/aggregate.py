@@ -3,6 +3,7 @@
 ``runs`` maps a method to its runs (seed folder -> rows of rounds.jsonl), as
 :func:`lplgrad.compare.collect.load_runs` returns it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -3,6 +3,7 @@
 Anything the command does not know (or everything after ``--``) is passed on to every run as a
 LightningCLI override, e.g. ``--loop.epochs_per_round 10``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ def record_commands(path: Path, commands: list[str]) -> None:
 
 def report_settings(args: argparse.Namespace) -> ReportSettings:
     """The options given, else those of OUT/report.json (a report being written again), else the defaults."""
-    saved = ReportSettings.load(args.out) or ReportSettings(title=Path(args.config[0]).stem if args.config else args.out.name)
+    saved = ReportSettings.load(args.out) or ReportSettings(
+        title=Path(args.config[0]).stem if args.config else args.out.name
+    )
     return ReportSettings(
         at=args.at if args.at is not None else saved.at,
         baseline=args.baseline if args.baseline is not None else saved.baseline,
@@ -51,8 +54,15 @@ def missing_runs(out: Path) -> list[str]:
 
 
 def slurm_options(args: argparse.Namespace) -> SlurmOptions:
-    return SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem_gb, args.slurm_time_min,
-                        args.slurm_array_parallelism, tuple(args.slurm_sbatch))
+    return SlurmOptions(
+        args.slurm_partition,
+        args.slurm_gpus,
+        args.slurm_cpus,
+        args.slurm_mem_gb,
+        args.slurm_time_min,
+        args.slurm_array_parallelism,
+        tuple(args.slurm_sbatch),
+    )
 
 
 def submit_sweep(jobs, out: Path, args: argparse.Namespace) -> int:
@@ -61,15 +71,25 @@ def submit_sweep(jobs, out: Path, args: argparse.Namespace) -> int:
     if len(todo) < len(jobs):
         print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished: skipped")
     recorded = {(r.method, r.seed): r for r in read_jobs(out)}
-    active = [j for j in todo if (j.method.name, j.seed) in recorded and not args.resubmit
-              and state_of(out, recorded[(j.method.name, j.seed)])[0] in ("pending", "running")]
+    active = [
+        j
+        for j in todo
+        if (j.method.name, j.seed) in recorded
+        and not args.resubmit
+        and state_of(out, recorded[(j.method.name, j.seed)])[0] in ("pending", "running")
+    ]
     if active:
-        print(f"{len(active)} run(s) already submitted and not ended (pending or running): not submitted again "
-              "(--status shows them; --resubmit submits them again, e.g. after their jobs were cancelled)")
+        print(
+            f"{len(active)} run(s) already submitted and not ended (pending or running): not submitted again "
+            "(--status shows them; --resubmit submits them again, e.g. after their jobs were cancelled)"
+        )
         todo = [j for j in todo if j not in active]
     if todo and args.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
-        print("lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM machine?); "
-              "--launcher submitit-local runs the same jobs here", file=sys.stderr)
+        print(
+            "lplgrad.compare: error: --launcher slurm: sbatch and srun are not on the PATH (not a SLURM machine?); "
+            "--launcher submitit-local runs the same jobs here",
+            file=sys.stderr,
+        )
         return 2
     if todo:
         try:
@@ -77,15 +97,24 @@ def submit_sweep(jobs, out: Path, args: argparse.Namespace) -> int:
         except ModuleNotFoundError as e:
             if e.name != "submitit":
                 raise
-            print(f"lplgrad.compare: error: --launcher {args.launcher} needs submitit: pip install 'lplgrad[cluster]'",
-                  file=sys.stderr)
+            print(
+                f"lplgrad.compare: error: --launcher {args.launcher} needs submitit: pip install 'lplgrad[cluster]'",
+                file=sys.stderr,
+            )
             return 2
-        add_jobs(out, [JobRecord(j.method.name, j.seed, str(j.run_dir), str(j.log), job_id, args.launcher)
-                       for j, job_id in submitted])
+        add_jobs(
+            out,
+            [
+                JobRecord(j.method.name, j.seed, str(j.run_dir), str(j.log), job_id, args.launcher)
+                for j, job_id in submitted
+            ],
+        )
         for j, job_id in submitted:
             print(f"{j.method.name} seed {j.seed}: job {job_id} (log {j.log})")
-    print(f"sweep: {len(todo)} submitted; watch with --status, write the report with --collect-only "
-          f"(python -m lplgrad.compare --out {out} ...)")
+    print(
+        f"sweep: {len(todo)} submitted; watch with --status, write the report with --collect-only "
+        f"(python -m lplgrad.compare --out {out} ...)"
+    )
     return 0
 
 
@@ -124,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     s = report_settings(args)
     if s.baseline not in runs:
-        print(f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only")
+        print(
+            f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only"
+        )
     written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus, left)
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))

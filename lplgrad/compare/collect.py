@@ -1,4 +1,5 @@
 """Reading a comparison's finished runs from ``OUT/runs/<method folder>/<version>/rounds.jsonl``."""
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,9 @@ def run_folders(out: str | Path) -> list[Path]:
     runs = Path(out) / "runs"
     if not runs.is_dir():
         return []
-    return sorted((d for d in runs.glob("*/*") if d.is_dir()), key=lambda d: (_natural(d.parent.name), _natural(d.name)))
+    return sorted(
+        (d for d in runs.glob("*/*") if d.is_dir()), key=lambda d: (_natural(d.parent.name), _natural(d.name))
+    )
 
 
 def unfinished(out: str | Path) -> list[Path]:

@@ -12,6 +12,7 @@ This is submitit's checkpointing, not Lightning's SLURM support: a run is one pr
 node, and Lightning's own SLURM auto-requeue (``SLURMEnvironment``) would requeue the job a
 second time, so the SLURM variables are kept from the child.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,13 @@ class SlurmOptions:
         for flag in self.sbatch:
             key, _, value = flag.lstrip("-").partition("=")
             extra[key.replace("-", "_")] = value if value else True
-        params.update(gpus_per_node=self.gpus, cpus_per_task=self.cpus, mem_gb=self.mem_gb,
-                      slurm_array_parallelism=self.array_parallelism, slurm_signal_delay_s=self.signal_delay_s)
+        params.update(
+            gpus_per_node=self.gpus,
+            cpus_per_task=self.cpus,
+            mem_gb=self.mem_gb,
+            slurm_array_parallelism=self.array_parallelism,
+            slurm_signal_delay_s=self.signal_delay_s,
+        )
         if self.partition:
             params["slurm_partition"] = self.partition
         if extra:
@@ -94,8 +100,9 @@ class FitJob:
         with open(self.log, "a") as log:
             log.write(f"# attempt {self.attempts + 1}, {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n\n")
             log.flush()
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True
+            )
             rc = self._proc.wait()
         if rc != 0 or not (Path(self.run_dir) / "finished.json").is_file():
             raise RuntimeError(f"the run exited with status {rc}: see {self.log}")
@@ -123,8 +130,10 @@ class FitJob:
 
         self.stop()
         with open(self.log, "a") as log:
-            log.write(f"\n# preempted or timed out ({time.strftime('%Y-%m-%d %H:%M:%S')}): requeued, to resume "
-                      "from the last checkpoint\n")
+            log.write(
+                f"\n# preempted or timed out ({time.strftime('%Y-%m-%d %H:%M:%S')}): requeued, to resume "
+                "from the last checkpoint\n"
+            )
         return submitit.helpers.DelayedSubmission(FitJob(self.command, self.run_dir, self.log, self.attempts + 1))
 
 

@@ -1,5 +1,6 @@
 """The compared methods: a display name, a folder name, and how a run of it is set up (a strategy
 class and whether A is trained, or config files layered on the base config: an "arm")."""
+
 from __future__ import annotations
 
 import re

@@ -8,6 +8,7 @@ distribution with n - 1 degrees of freedom, and how many seeds the first method 
 same value to 1e-9) and lost. With 3 to 5 seeds the t interval is wide; that width is the honest
 answer to "is there a difference?". Pure functions; accuracies in percent.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,14 @@ def paired(a: dict[str, float], b: dict[str, float]) -> Paired | None:
     if not diffs:
         return None
     interval = t_interval(diffs)
-    return Paired(len(diffs), math.fsum(diffs) / len(diffs), *(interval or (None, None)),
-                  sum(d > TIE for d in diffs), sum(abs(d) <= TIE for d in diffs), sum(d < -TIE for d in diffs))
+    return Paired(
+        len(diffs),
+        math.fsum(diffs) / len(diffs),
+        *(interval or (None, None)),
+        sum(d > TIE for d in diffs),
+        sum(abs(d) <= TIE for d in diffs),
+        sum(d < -TIE for d in diffs),
+    )
 
 
 Measure = tuple[str, Callable[[Rows], float | None]]  # (column name, per-run value)
@@ -82,7 +89,9 @@ def pairs_to_compare(methods: Sequence[str], baseline: str, focus: str) -> list[
     return out
 
 
-def paired_table(runs: Runs, at: Sequence[int], baseline: str, focus: str) -> list[tuple[str, str, list[Paired | None]]]:
+def paired_table(
+    runs: Runs, at: Sequence[int], baseline: str, focus: str
+) -> list[tuple[str, str, list[Paired | None]]]:
     """(a, b, one :class:`Paired` per measure) for each pair of :func:`pairs_to_compare`."""
     cols = measures(at)
     rows = []

@@ -1,4 +1,5 @@
 """curves.png: test accuracy against the labeled-set size, one line per method with a std band."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from lplgrad.compare.aggregate import curve  # noqa: E402
-from lplgrad.compare.collect import Runs  # noqa: E402
-from lplgrad.compare.methods import ABLATION  # noqa: E402
+from lplgrad.compare.aggregate import curve
+from lplgrad.compare.collect import Runs
+from lplgrad.compare.methods import ABLATION
 
 
 def plot_curves(runs: Runs, path: str | Path, title: str = "") -> Path:
@@ -23,8 +24,14 @@ def plot_curves(runs: Runs, path: str | Path, title: str = "") -> Path:
         std = [st.std or 0.0 for _, st in pts]
         style = "--" if method == ABLATION.name else "-"
         (line,) = ax.plot(x, mean, style, marker="o", markersize=3, label=f"{method} ({len(by_seed)})")
-        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.fill_between(
+            x,
+            [m - s for m, s in zip(mean, std)],
+            [m + s for m, s in zip(mean, std)],
+            color=line.get_color(),
+            alpha=0.15,
+            linewidth=0,
+        )
     ax.set_xlabel("labeled images")
     ax.set_ylabel("test accuracy (%)")
     if title:

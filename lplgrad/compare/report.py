@@ -4,6 +4,7 @@
 are shown), so that ``python -m lplgrad.compare --collect-only --out OUT`` writes every table and
 figure again exactly from the run records under ``OUT/runs``.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def report_files(runs: Runs, s: ReportSettings, missing: Sequence[str] = ()) -> 
         files["timing.csv"] = tables.timing_csv(timing, seeds)
     ab = ablation_table(runs, METHODS[0].name, ABLATION.name)
     if ab is not None:
-        files["ablation.md"] = heading("Ablation: with and without A") + tables.ablation_md(ab, METHODS[0].name,
-                                                                                            ABLATION.name)
+        files["ablation.md"] = heading("Ablation: with and without A") + tables.ablation_md(
+            ab, METHODS[0].name, ABLATION.name
+        )
         files["ablation.csv"] = tables.ablation_csv(ab)
     note = missing_note(missing)
     return {name: text + note if name.endswith(".md") else text for name, text in files.items()}

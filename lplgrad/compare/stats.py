@@ -1,4 +1,5 @@
 """Mean and standard deviation over seeds."""
+
 from __future__ import annotations
 
 import math

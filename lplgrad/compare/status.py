@@ -6,6 +6,7 @@ job (failed); a run folder, made when the run starts (running: started and not e
 requeued after a preemption and waiting to resume); otherwise pending. Submitted job ids are kept
 in ``OUT/jobs.json``.
 """
+
 from __future__ import annotations
 
 import json

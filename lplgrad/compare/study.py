@@ -15,6 +15,7 @@ Spec::
                  "rows": [{"label": "100", "x": 100, "a": "aux_by_size/n100/runs/LPLgrad",
                            "b": "aux_by_size/n100/runs/LPLgrad-wo-A"}, ...]}]}
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,24 +58,51 @@ def study_rows(base: Path, rows: list[dict]) -> list[Row]:
 
 
 def study_md(title: str, a: str, b: str, rows: list[Row]) -> str:
-    head = (f"# {title}\n\nTest accuracy (%) after training, mean ± sample std over seeds, and {a} − {b} paired by "
-            "seed (same seed: the same labeled images): mean difference in percentage points, its 95% "
-            "confidence interval (Student t, n - 1 degrees of freedom), wins/ties/losses of "
-            f"{a} over the seeds. {tables.INCLUDES_ZERO}: the interval includes 0.\n\n")
-    body = [[r.label, str(r.diff.n if r.diff else 0), tables.cell(r.a), tables.cell(r.b), tables.paired_cell(r.diff)]
-            for r in rows]
+    head = (
+        f"# {title}\n\nTest accuracy (%) after training, mean ± sample std over seeds, and {a} − {b} paired by "
+        "seed (same seed: the same labeled images): mean difference in percentage points, its 95% "
+        "confidence interval (Student t, n - 1 degrees of freedom), wins/ties/losses of "
+        f"{a} over the seeds. {tables.INCLUDES_ZERO}: the interval includes 0.\n\n"
+    )
+    body = [
+        [r.label, str(r.diff.n if r.diff else 0), tables.cell(r.a), tables.cell(r.b), tables.paired_cell(r.diff)]
+        for r in rows
+    ]
     return head + tables.markdown(["", "seeds", a, b, f"{a} − {b}"], body)
 
 
 def study_csv(rows: list[Row]) -> str:
-    header = ["label", "x", "n", "a_mean", "a_std", "b_mean", "b_std", "diff_mean", "diff_low", "diff_high",
-              "includes_zero", "wins", "ties", "losses"]
+    header = [
+        "label",
+        "x",
+        "n",
+        "a_mean",
+        "a_std",
+        "b_mean",
+        "b_std",
+        "diff_mean",
+        "diff_low",
+        "diff_high",
+        "includes_zero",
+        "wins",
+        "ties",
+        "losses",
+    ]
     body = []
     for r in rows:
         d = r.diff
-        body.append([r.label, "" if r.x is None else r.x, d.n if d else 0, *tables._stat_cols(r.a),
-                     *tables._stat_cols(r.b), *(tables.num(v) for v in ((d.mean, d.low, d.high) if d else (None,) * 3)),
-                     int(d.includes_zero) if d else "", *((d.wins, d.ties, d.losses) if d else ("", "", ""))])
+        body.append(
+            [
+                r.label,
+                "" if r.x is None else r.x,
+                d.n if d else 0,
+                *tables._stat_cols(r.a),
+                *tables._stat_cols(r.b),
+                *(tables.num(v) for v in ((d.mean, d.low, d.high) if d else (None,) * 3)),
+                int(d.includes_zero) if d else "",
+                *((d.wins, d.ties, d.losses) if d else ("", "", "")),
+            ]
+        )
     return tables.csv_text(header, body)
 
 
@@ -117,7 +145,9 @@ def write_study(spec_path: Path) -> list[Path]:
             atomic_write(base / (t["name"] + ext), text)
             written.append(base / (t["name"] + ext))
         if t.get("plot"):
-            written.append(plot_difference(rows, base / t["plot"], spec["a"], spec["b"], spec.get("x_label", "x"), title))
+            written.append(
+                plot_difference(rows, base / t["plot"], spec["a"], spec["b"], spec.get("x_label", "x"), title)
+            )
     return written
 
 

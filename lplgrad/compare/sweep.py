@@ -5,6 +5,7 @@ version). A folder holding ``finished.json`` is a finished run and is skipped, s
 sweep can simply be started again; a folder without it is removed and its run started afresh.
 Each run's console output goes to ``OUT/logs/<method folder>/seed<S>.log``.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -70,12 +71,17 @@ def run_command(
         cmd += ["--config", str(c)]
     cmd += [
         *method.config_options(),
-        "--seed_everything", str(seed),
+        "--seed_everything",
+        str(seed),
         *method.strategy_options(),
-        "--trainer.logger.init_args.save_dir", str(Path(out) / "runs"),
-        "--trainer.logger.init_args.name", method.slug,
-        "--trainer.logger.init_args.version", f"seed{seed}",
-        "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir",
+        str(Path(out) / "runs"),
+        "--trainer.logger.init_args.name",
+        method.slug,
+        "--trainer.logger.init_args.version",
+        f"seed{seed}",
+        "--trainer.enable_progress_bar",
+        "false",
         *extra,
     ]
     return cmd
@@ -93,8 +99,13 @@ def plan(
     check_extra(extra)
     out = Path(out)
     return [
-        Job(m, s, out / "runs" / m.slug / f"seed{s}", out / "logs" / m.slug / f"seed{s}.log",
-            run_command(configs, m, s, out, extra, python))
+        Job(
+            m,
+            s,
+            out / "runs" / m.slug / f"seed{s}",
+            out / "logs" / m.slug / f"seed{s}.log",
+            run_command(configs, m, s, out, extra, python),
+        )
         for m in methods
         for s in seeds
     ]

@@ -1,4 +1,5 @@
 """Rendering the comparison's numbers as Markdown tables and CSV text."""
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,10 @@ def _stat_cols(s: Stat | None) -> list[str]:
 # ---- Table III: accuracy at labeled sizes ------------------------------------------------------
 def accuracy_md(table: dict[str, dict[int, Stat | None]], seeds: dict[str, int]) -> str:
     sizes = list(next(iter(table.values())).keys()) if table else []
-    head = ("Test accuracy (%) by labeled-set size: mean ± sample std over the seeds "
-            "(`(n=k)`: only k seeds reached that size).\n\n")
+    head = (
+        "Test accuracy (%) by labeled-set size: mean ± sample std over the seeds "
+        "(`(n=k)`: only k seeds reached that size).\n\n"
+    )
     rows = [[m, seeds[m], *(cell(t[s], seeds[m]) for s in sizes)] for m, t in table.items()]
     return head + markdown(["method", "seeds", *(str(s) for s in sizes)], rows)
 
@@ -69,10 +72,14 @@ TIMING_HEADER = ["method", "seeds", "train s / round", "query s / query round", 
 
 
 def timing_md(table: dict[str, Timing], seeds: dict[str, int]) -> str:
-    head = ("Seconds of training per round, of querying per round that queried, and of both per run: "
-            "mean ± sample std over the seeds.\n\n")
-    rows = [[m, seeds[m], cell(t.train, digits=1), cell(t.query, digits=1), cell(t.total, digits=1)]
-            for m, t in table.items()]
+    head = (
+        "Seconds of training per round, of querying per round that queried, and of both per run: "
+        "mean ± sample std over the seeds.\n\n"
+    )
+    rows = [
+        [m, seeds[m], cell(t.train, digits=1), cell(t.query, digits=1), cell(t.total, digits=1)]
+        for m, t in table.items()
+    ]
     return head + markdown(TIMING_HEADER, rows)
 
 
@@ -84,8 +91,10 @@ def timing_csv(table: dict[str, Timing], seeds: dict[str, int]) -> str:
 
 # ---- AULC ---------------------------------------------------------------------------------------
 def aulc_md(rows: list[AulcRow]) -> str:
-    head = ("Area under the learning curve (trapezoids over the labeled-set size, divided by its range: "
-            "the curve's mean test accuracy, %), mean ± sample std over the seeds, best first.\n\n")
+    head = (
+        "Area under the learning curve (trapezoids over the labeled-set size, divided by its range: "
+        "the curve's mean test accuracy, %), mean ± sample std over the seeds, best first.\n\n"
+    )
     body = [[i, r.method, r.aulc.n, cell(r.aulc), f"{r.labeled_min}–{r.labeled_max}"] for i, r in enumerate(rows, 1)]
     return head + markdown(["rank", "method", "seeds", "AULC (%)", "labeled"], body, align_first=2)
 
@@ -98,21 +107,27 @@ def aulc_csv(rows: list[AulcRow]) -> str:
 
 # ---- Tables V/VI: with and without A -----------------------------------------------------------
 def ablation_md(ab: Ablation, with_name: str, without_name: str) -> str:
-    head = (f"Test accuracy (%) of {with_name} (with A) and {without_name} (M trained alone) at fractions of "
-            f"the annotation budget ({ab.budget}; the nearest recorded labeled size in brackets). A is the auxiliary loss-prediction model. Mean ± sample std "
-            "over the seeds.\n\n")
+    head = (
+        f"Test accuracy (%) of {with_name} (with A) and {without_name} (M trained alone) at fractions of "
+        f"the annotation budget ({ab.budget}; the nearest recorded labeled size in brackets). A is the auxiliary loss-prediction model. Mean ± sample std "
+        "over the seeds.\n\n"
+    )
     header = ["", *(f"{label} ({size})" for label, size in ab.columns)]
     diff = [DASH if d is None else f"{d:+.2f}" for d in ab.difference]
-    rows = [[f"with A ({with_name})", *(cell(s) for s in ab.with_aux)],
-            [f"w/o A ({without_name})", *(cell(s) for s in ab.without_aux)],
-            ["difference (with − w/o)", *diff]]
+    rows = [
+        [f"with A ({with_name})", *(cell(s) for s in ab.with_aux)],
+        [f"w/o A ({without_name})", *(cell(s) for s in ab.without_aux)],
+        ["difference (with − w/o)", *diff],
+    ]
     return head + markdown(header, rows)
 
 
 def ablation_csv(ab: Ablation) -> str:
     header = ["fraction", "labeled", "with_mean", "with_std", "without_mean", "without_std", "difference"]
-    rows = [[label, size, *_stat_cols(w), *_stat_cols(wo), num(d)]
-            for (label, size), w, wo, d in zip(ab.columns, ab.with_aux, ab.without_aux, ab.difference)]
+    rows = [
+        [label, size, *_stat_cols(w), *_stat_cols(wo), num(d)]
+        for (label, size), w, wo, d in zip(ab.columns, ab.with_aux, ab.without_aux, ab.difference)
+    ]
     return csv_text(header, rows)
 
 
@@ -130,12 +145,15 @@ def paired_cell(p: Paired | None) -> str:
 
 
 def paired_md(rows: list[tuple[str, str, list[Paired | None]]], columns: list[str]) -> str:
-    head = ("Paired differences over seeds, first method minus second, in percentage points: the mean of the "
-            "per-seed differences, its 95% confidence interval (Student t, n - 1 degrees of freedom) and "
-            f"wins/ties/losses of the first method over the seeds. {INCLUDES_ZERO}: the interval includes 0 (no "
-            "difference shown with these seeds). Runs with the same seed start from the same labeled set.\n\n")
-    body = [[f"{a} − {b}", str(max((p.n for p in ps if p), default=0)), *(paired_cell(p) for p in ps)]
-            for a, b, ps in rows]
+    head = (
+        "Paired differences over seeds, first method minus second, in percentage points: the mean of the "
+        "per-seed differences, its 95% confidence interval (Student t, n - 1 degrees of freedom) and "
+        f"wins/ties/losses of the first method over the seeds. {INCLUDES_ZERO}: the interval includes 0 (no "
+        "difference shown with these seeds). Runs with the same seed start from the same labeled set.\n\n"
+    )
+    body = [
+        [f"{a} − {b}", str(max((p.n for p in ps if p), default=0)), *(paired_cell(p) for p in ps)] for a, b, ps in rows
+    ]
     return head + markdown(["comparison", "seeds", *columns], body, align_first=1)
 
 
@@ -145,6 +163,19 @@ def paired_csv(rows: list[tuple[str, str, list[Paired | None]]], columns: list[s
     for a, b, ps in rows:
         for col, p in zip(columns, ps):
             if p is not None:
-                body.append([a, b, col, p.n, num(p.mean), num(p.low), num(p.high), int(p.includes_zero),
-                             p.wins, p.ties, p.losses])
+                body.append(
+                    [
+                        a,
+                        b,
+                        col,
+                        p.n,
+                        num(p.mean),
+                        num(p.low),
+                        num(p.high),
+                        int(p.includes_zero),
+                        p.wins,
+                        p.ties,
+                        p.losses,
+                    ]
+                )
     return csv_text(header, body)

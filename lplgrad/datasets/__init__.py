@@ -1,4 +1,5 @@
 """Datasets: each a class chosen in the config with ``class_path``."""
+
 from lplgrad.datasets.base import ImageDataset, Images, Placeholders, Transformed
 from lplgrad.errors import DatasetNotFoundError
 from lplgrad.datasets.digits import Digits
@@ -7,6 +8,16 @@ from lplgrad.datasets.folder import ImageFolder
 from lplgrad.datasets.torchvision_sets import CIFAR10, CIFAR100, SVHN, Caltech101
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "SVHN", "Caltech101", "DatasetNotFoundError", "Digits",
-    "FashionMNIST", "ImageDataset", "ImageFolder", "Images", "Placeholders", "Transformed",
+    "CIFAR10",
+    "CIFAR100",
+    "SVHN",
+    "Caltech101",
+    "DatasetNotFoundError",
+    "Digits",
+    "FashionMNIST",
+    "ImageDataset",
+    "ImageFolder",
+    "Images",
+    "Placeholders",
+    "Transformed",
 ]

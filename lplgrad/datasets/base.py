@@ -1,4 +1,5 @@
 """What a dataset is to lplgrad: a train split (the pool), a test split and their transforms."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -20,8 +21,9 @@ class Images(Dataset):
     (what :mod:`lplgrad.augment` transforms whole batches of).
     """
 
-    def __init__(self, image: Callable[[int], Image.Image], targets: Tensor, mode: str,
-                 array: Tensor | None = None) -> None:
+    def __init__(
+        self, image: Callable[[int], Image.Image], targets: Tensor, mode: str, array: Tensor | None = None
+    ) -> None:
         self._image = image
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.mode = mode
@@ -90,8 +92,9 @@ class ImageDataset(ABC):
     def class_names(self) -> list[str]:
         return [str(i) for i in range(self.num_classes)]
 
-    def set_input(self, image_size: int | None = None, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None) -> None:
+    def set_input(
+        self, image_size: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ) -> None:
         """What a backbone's weights expect: images resized to ``image_size`` (crop padding 1/8 of
         it), normalised with ``mean``/``std`` (e.g. ImageNet's for ImageNet weights)."""
         if image_size is not None and image_size != self.image_size:

@@ -1,4 +1,5 @@
 """scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes): offline, tiny."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,5 +30,6 @@ class Digits(ImageDataset):
         targets = torch.from_numpy(d.target.astype(np.int64))
         tr, te = stratified_split(targets, self.test_fraction, self.split_seed)
         keep = tr if train else te
-        return Images(lambda i: Image.fromarray(images[int(keep[i])].numpy()), targets[keep], "L",
-                      array=images[keep].unsqueeze(1))
+        return Images(
+            lambda i: Image.fromarray(images[int(keep[i])].numpy()), targets[keep], "L", array=images[keep].unsqueeze(1)
+        )

@@ -5,6 +5,7 @@ or Debian's ``dataset-fashion-mnist`` package (/usr/share/datasets/fashion-mnist
 torchvision when none is found and ``download`` is set. ``classes`` keeps a subset of the ten
 classes, relabelled 0 .. k-1 (the transfer study pretrains on 0-4 and labels 5-9).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -45,8 +46,13 @@ class FashionMNIST(ImageDataset):
     std = (0.3530,)
     image_size = 28
 
-    def __init__(self, root: str = "data/fashion_mnist", download: bool = True, flip: bool = True,
-                 classes: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        root: str = "data/fashion_mnist",
+        download: bool = True,
+        flip: bool = True,
+        classes: list[int] | None = None,
+    ) -> None:
         self.root = root
         self.download = download
         self.flip = flip

@@ -1,4 +1,5 @@
 """An image folder with train/ and test/ subfolders of one folder per class (e.g. CDD)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,7 @@ def _readable(path: Path, max_pixels: int | None) -> bool:
             check_pixels(img, max_pixels)
             img.verify()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - PIL raises many kinds on a broken file: it is skipped
         return False
 
 
@@ -64,7 +65,9 @@ class ImageFolder(ImageDataset):
         self._classes = _classes(train)
         self.num_classes = len(self._classes)
         if self.num_classes < 2:
-            raise DataError(f"{train} has {self.num_classes} class folder ({self._classes[0]}): a classifier needs at least 2")
+            raise DataError(
+                f"{train} has {self.num_classes} class folder ({self._classes[0]}): a classifier needs at least 2"
+            )
 
     def class_names(self) -> list[str]:
         return list(self._classes)
@@ -91,9 +94,11 @@ class ImageFolder(ImageDataset):
             bad = [f for f in files if not _readable(f, self.max_pixels)]
             if bad:
                 shown = ", ".join(str(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-                raise DataError(f"{len(bad)} unreadable or corrupt image(s) (or larger than "
-                                f"data.dataset.init_args.max_pixels) in {split}: {shown} "
-                                "(remove or replace them, or set data.dataset.init_args.verify false to skip this check)")
+                raise DataError(
+                    f"{len(bad)} unreadable or corrupt image(s) (or larger than "
+                    f"data.dataset.init_args.max_pixels) in {split}: {shown} "
+                    "(remove or replace them, or set data.dataset.init_args.verify false to skip this check)"
+                )
         mode = "L" if self.in_channels == 1 else "RGB"
 
         def image(i: int) -> Image.Image:

@@ -3,6 +3,7 @@
 torchvision downloads them where the machine is online (``download: true``); a missing dataset
 that cannot be downloaded stops the run with a :class:`DatasetNotFoundError` naming where to put it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,8 +29,11 @@ def _open(make: Callable[[], Dataset], name: str, root: str, how: str) -> Datase
 def _how(download: bool, put: str) -> str:
     """How to get a missing dataset: ``put`` it in place, or let torchvision download it online
     (``download`` already true: only the network was missing)."""
-    fetch = ("run where the internet is reachable (download is already true)" if download
-             else "set download: true on a machine with internet")
+    fetch = (
+        "run where the internet is reachable (download is already true)"
+        if download
+        else "set download: true on a machine with internet"
+    )
     return f"{fetch}, or {put}"
 
 
@@ -51,7 +55,9 @@ class CIFAR10(ImageDataset):
         how = _how(self.download, f"extract {self._url} so that {self.root}/{self._folder} exists")
         ds = _open(lambda: self._tv(self.root, train=train, download=self.download), self._name, self.root, how)
         self._classes = list(ds.classes)
-        return _wrap(ds, ds.targets, "RGB", torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous())  # (N, 3, 32, 32)
+        return _wrap(
+            ds, ds.targets, "RGB", torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        )  # (N, 3, 32, 32)
 
     def class_names(self) -> list[str]:
         return getattr(self, "_classes", None) or super().class_names()
@@ -108,10 +114,16 @@ class Caltech101(ImageDataset):
         self.test_fraction, self.split_seed = test_fraction, split_seed
 
     def load(self, train: bool) -> Images:
-        how = _how(self.download, "extract caltech-101 so that "
-                   f"{self.root}/caltech101/101_ObjectCategories/<class>/*.jpg exists")
-        ds = _open(lambda: tvd.Caltech101(self.root, target_type="category", download=self.download),
-                   "Caltech-101", self.root, how)
+        how = _how(
+            self.download,
+            f"extract caltech-101 so that {self.root}/caltech101/101_ObjectCategories/<class>/*.jpg exists",
+        )
+        ds = _open(
+            lambda: tvd.Caltech101(self.root, target_type="category", download=self.download),
+            "Caltech-101",
+            self.root,
+            how,
+        )
         self._classes = list(ds.categories)
         targets = torch.as_tensor(ds.y)
         tr, te = stratified_split(targets, self.test_fraction, self.split_seed)

@@ -12,6 +12,7 @@ squared norm per parameter tensor: Conv2d (any groups, depthwise included) in
 and class token, ConvNeXt's layer scale) get per-sample copies in the same pass
 (:mod:`lplgrad.gradnorm.direct`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -60,7 +61,9 @@ def default_max_bytes(device: torch.device) -> int:
     return 64 << 20
 
 
-def _layer_sq(m: nn.Module, a: Tensor, g: Tensor, max_bytes: int, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+def _layer_sq(
+    m: nn.Module, a: Tensor, g: Tensor, max_bytes: int, y: Tensor | None = None
+) -> tuple[Tensor | None, Tensor | None]:
     """(weight, bias) per-sample squared norms of one layer. a: layer input, g: output gradient,
     y: layer output (read by the normalisation layers when given: none of their weights is 0)."""
     if isinstance(m, nn.Conv2d):
@@ -89,9 +92,7 @@ def _batchnorm_as_affine(model: nn.Module) -> Iterator[None]:
             del m.forward
 
 
-def per_sample_sq_norms(
-    model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes: int | None = None
-) -> Tensor:
+def per_sample_sq_norms(model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes: int | None = None) -> Tensor:
     """Squared L2 norm of each sample's gradient, per trainable parameter tensor of ``model``.
 
     The model must be in eval mode (so that samples do not interact) and pass :func:`supports`.
@@ -140,8 +141,15 @@ class _CopiesDoNotFit(RuntimeError):
     """Per-sample copies of the direct parameters changed what the model computes."""
 
 
-def _hooked_pass(model: nn.Module, x: Tensor, sample_loss: SampleLoss, max_bytes: int, column: dict[int, int],
-                 out: Tensor, direct: list) -> None:
+def _hooked_pass(
+    model: nn.Module,
+    x: Tensor,
+    sample_loss: SampleLoss,
+    max_bytes: int,
+    column: dict[int, int],
+    out: Tensor,
+    direct: list,
+) -> None:
     """One forward and one backward pass; the layer hooks and the direct parameters' copies add
     each sample's squared norms into ``out``."""
     calls: dict[nn.Module, int] = {}

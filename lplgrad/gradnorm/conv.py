@@ -16,6 +16,7 @@ ways to get ||G_n||^2, chosen per layer by multiply-adds (:func:`choose_path`):
 
 Per-layer costs: ``benchmarks/conv_paths.py``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -196,8 +197,15 @@ def _as_read(m: nn.Conv2d, a: Tensor, g: Tensor) -> tuple[Tensor, Geometry]:
 
 def _path(a: Tensor, g: Tensor, c: Geometry) -> str:
     """:func:`choose_path` for an input as read (:func:`_as_read`)."""
-    return choose_path(c.groups, a.shape[1], a.shape[2] * a.shape[3], g.shape[1], g.shape[2] * g.shape[3],
-                       c.weight[0].numel(), a.device)
+    return choose_path(
+        c.groups,
+        a.shape[1],
+        a.shape[2] * a.shape[3],
+        g.shape[1],
+        g.shape[2] * g.shape[3],
+        c.weight[0].numel(),
+        a.device,
+    )
 
 
 def path_for(m: nn.Conv2d, a: Tensor, g: Tensor) -> str:
@@ -218,10 +226,12 @@ def conv_weight_sq(m: nn.Conv2d, a: Tensor, g: Tensor, max_bytes: int, path: str
             raise ValueError("the ghost norm path needs groups=1")
         # a slice of the batch at a time: its Gram matrices stay within max_bytes
         step = max(1, min(B, max_bytes // max(3 * (H * W) ** 2 * a.element_size(), 1)))
-        return torch.cat([
-            conv_ghost_sq(a[s : s + step], g[s : s + step], c.weight.shape[2:], c.stride, c.padding, c.dilation)
-            for s in range(0, B, step)
-        ])
+        return torch.cat(
+            [
+                conv_ghost_sq(a[s : s + step], g[s : s + step], c.weight.shape[2:], c.stride, c.padding, c.dilation)
+                for s in range(0, B, step)
+            ]
+        )
     if path == "unfold":
         if c.groups != 1:
             raise ValueError("the unfold path needs groups=1")

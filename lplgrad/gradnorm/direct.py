@@ -11,6 +11,7 @@ used (timm's ConvNeXt reshapes its layer scale; the per-sample losses no longer 
 (``vmap`` of ``grad``: one vectorised pass), and where that fails too, from the one-sample loop
 (:func:`lplgrad.gradnorm.reference.per_sample_sq_norms_loop`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -79,7 +80,9 @@ def sq_norms_of(copies: list[Tensor], grads: tuple[Tensor | None, ...]) -> list[
 
 def hooked_layers(model: nn.Module, types: tuple[type, ...]) -> set[nn.Module]:
     """The modules of ``types`` that own trainable parameters: their gradients come from hooks."""
-    return {m for m in model.modules() if isinstance(m, types) and any(p.requires_grad for p in m.parameters(recurse=False))}
+    return {
+        m for m in model.modules() if isinstance(m, types) and any(p.requires_grad for p in m.parameters(recurse=False))
+    }
 
 
 def vmap_sq_norms(model: nn.Module, x: Tensor, sample_loss, direct: list[Direct]) -> Tensor:

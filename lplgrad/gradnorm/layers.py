@@ -1,4 +1,5 @@
 """Per-sample squared gradient norms of Linear and eval-mode BatchNorm parameters, in closed form."""
+
 from __future__ import annotations
 
 import torch

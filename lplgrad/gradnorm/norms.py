@@ -12,6 +12,7 @@ backward passes already hold. The caller passes y only where no weight is exactl
 per query chunk for every layer, :func:`lplgrad.gradnorm.batched._outputs_readable`); without y
 the statistics are recomputed from the input.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,9 @@ def _affine_sq(x_hat: Tensor, g: Tensor, shared: tuple[int, ...], has_bias: bool
     return flat(w), flat(b) if has_bias else None
 
 
-def _from_output(y: Tensor, g: Tensor, weight: Tensor, bias: Tensor | None,
-                 channel_dim: int | None) -> tuple[Tensor, Tensor]:
+def _from_output(
+    y: Tensor, g: Tensor, weight: Tensor, bias: Tensor | None, channel_dim: int | None
+) -> tuple[Tensor, Tensor]:
     """sum(g * x_hat) and sum(g) over the positions sharing each parameter, from the output
     y = x_hat * weight + bias. channel_dim: where the parameters' single dimension lies in y
     (None: the trailing dims). -> (B, params), (B, params)"""
@@ -67,7 +69,9 @@ def _from_output(y: Tensor, g: Tensor, weight: Tensor, bias: Tensor | None,
     return (gy - b * gs) / w, gs
 
 
-def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+def layer_norm_sq(
+    m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None
+) -> tuple[Tensor | None, Tensor | None]:
     """(weight, bias) per-sample squared gradient norms of a LayerNorm. a, g, y (its output, or
     None; given only if no weight is exactly 0): (B, ...) -> (B,)"""
     if isinstance(m, CHANNELS_FIRST):
@@ -77,8 +81,13 @@ def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None
     if not m.elementwise_affine:
         return None, None
     if y is not None:
-        w, b = _from_output(_at_least_float32(y), _at_least_float32(g), m.weight.detach(),
-                            None if m.bias is None else m.bias.detach(), 1 if dims == (1,) else None)
+        w, b = _from_output(
+            _at_least_float32(y),
+            _at_least_float32(g),
+            m.weight.detach(),
+            None if m.bias is None else m.bias.detach(),
+            1 if dims == (1,) else None,
+        )
         return w.pow(2).sum(1), b.pow(2).sum(1) if m.bias is not None else None
     a, g = _at_least_float32(a), _at_least_float32(g)
     mean = a.mean(dims, keepdim=True)
@@ -88,7 +97,9 @@ def layer_norm_sq(m: nn.LayerNorm, a: Tensor, g: Tensor, y: Tensor | None = None
     return _affine_sq(x_hat, g, shared, m.bias is not None)
 
 
-def group_norm_sq(m: nn.GroupNorm, a: Tensor, g: Tensor, y: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+def group_norm_sq(
+    m: nn.GroupNorm, a: Tensor, g: Tensor, y: Tensor | None = None
+) -> tuple[Tensor | None, Tensor | None]:
     """(weight, bias) per-sample squared gradient norms of a GroupNorm. a, g, y (its output, or
     None; given only if no weight is exactly 0): (B, C, ...) -> (B,)"""
     if not m.affine:

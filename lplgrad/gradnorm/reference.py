@@ -1,4 +1,5 @@
 """The definition of the per-sample gradient norms, and the two scores built from them."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,9 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def per_sample_sq_norms_loop(model: nn.Module, x: Tensor, sample_loss: SampleLoss,
-                             params: list[nn.Parameter] | None = None) -> Tensor:
+def per_sample_sq_norms_loop(
+    model: nn.Module, x: Tensor, sample_loss: SampleLoss, params: list[nn.Parameter] | None = None
+) -> Tensor:
     """The definition, as the authors compute it: one sample, one backward pass, at a time.
 
     ``params``: the tensors to take (default: every trainable one, in ``model.parameters()`` order).
@@ -27,11 +29,7 @@ def per_sample_sq_norms_loop(model: nn.Module, x: Tensor, sample_loss: SampleLos
         for i in range(x.shape[0]):
             loss = sample_loss(model, x[i : i + 1]).sum()
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-            rows.append(
-                torch.stack(
-                    [g.pow(2).sum() if g is not None else loss.new_zeros(()) for g in grads]
-                )
-            )
+            rows.append(torch.stack([g.pow(2).sum() if g is not None else loss.new_zeros(()) for g in grads]))
     return torch.stack(rows)
 
 

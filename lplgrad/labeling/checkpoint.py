@@ -5,6 +5,7 @@ A checkpoint is a plain dict of tensors and strings (it loads with ``weights_onl
 output of M's last layer), ``round``, ``labeled`` (the image paths it was trained on) and
 ``trained`` (False for an untrained network, e.g. a Coreset cold start).
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,9 @@ def latest_checkpoint(out: Path) -> Path | None:
     return None
 
 
-def save_checkpoint(path: Path, learner: nn.Module, classes: list[str], round_: int,
-                    labeled: list[str], trained: bool) -> None:
+def save_checkpoint(
+    path: Path, learner: nn.Module, classes: list[str], round_: int, labeled: list[str], trained: bool
+) -> None:
     state = {
         "state_dict": {k: v.detach().cpu() for k, v in learner.state_dict().items()},
         "classes": list(classes),
@@ -122,14 +124,18 @@ def load_checkpoint(path: Path, learner: nn.Module, classes: list[str]) -> list[
                 weights[k] = new
             added = [c for c in classes if c not in old]
             gone = [c for c in old if c not in classes]
-            notes.append(f"the classes changed since the checkpoint ({', '.join(old) or 'none'} -> "
-                         f"{', '.join(classes)}): last-layer rows matched by name"
-                         + (f"; new: {', '.join(added)}" if added else "")
-                         + (f"; gone: {', '.join(gone)}" if gone else ""))
+            notes.append(
+                f"the classes changed since the checkpoint ({', '.join(old) or 'none'} -> "
+                f"{', '.join(classes)}): last-layer rows matched by name"
+                + (f"; new: {', '.join(added)}" if added else "")
+                + (f"; gone: {', '.join(gone)}" if gone else "")
+            )
     try:
         learner.load_state_dict(weights)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise LabelingError(f"{path} does not fit the configured model (another backbone, width, "
-                            f"use_aux or grayscale setting?): {first}") from None
+        raise LabelingError(
+            f"{path} does not fit the configured model (another backbone, width, "
+            f"use_aux or grayscale setting?): {first}"
+        ) from None
     return notes

@@ -11,6 +11,7 @@ last checkpoint with ``--resume``; with too few labels, a cold-start strategy in
 Model, strategy and trainer options are the main CLI's (``--model.*``, ``--strategy``,
 ``--trainer.*``, ``--config``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,11 @@ class EpochLines(Callback):
             return
         m = trainer.callback_metrics
         loss, acc = m.get("train/loss"), m.get("train/acc")
-        say(f"  epoch {epoch:>3}/{total}" + (f"  loss {float(loss):.3f}" if loss is not None else "")
-            + (f"  accuracy {100 * float(acc):5.1f}%" if acc is not None else ""))
+        say(
+            f"  epoch {epoch:>3}/{total}"
+            + (f"  loss {float(loss):.3f}" if loss is not None else "")
+            + (f"  accuracy {100 * float(acc):5.1f}%" if acc is not None else "")
+        )
 
 
 class LabelCLI(BaseCLI):
@@ -79,35 +83,67 @@ class LabelCLI(BaseCLI):
 
 def add_folder_options(parser) -> None:
     """The images, their labels and classes, and the output folder."""
-    parser.add_argument("--images", type=str, required=True,
-                        help="The folder of images (any depth; PNG, JPEG, ...). Only read.")
-    parser.add_argument("--labels", type=str | None, default=None,
-                        help="The labels CSV: a header 'path,label', then one row per labeled image, "
-                             "path relative to --images. Missing or empty: no labels yet.")
-    parser.add_argument("--classes", type=str | list[str] | None, default=None,
-                        help="The class names, 'a,b,c' or a file with one per line; rows with other "
-                             "classes are reported and skipped. Default: the classes in the CSV.")
-    parser.add_argument("--out", type=str, default="labeling",
-                        help="Output folder; each run writes <out>/round_NNN/. Must not be inside --images.")
+    parser.add_argument(
+        "--images", type=str, required=True, help="The folder of images (any depth; PNG, JPEG, ...). Only read."
+    )
+    parser.add_argument(
+        "--labels",
+        type=str | None,
+        default=None,
+        help="The labels CSV: a header 'path,label', then one row per labeled image, "
+        "path relative to --images. Missing or empty: no labels yet.",
+    )
+    parser.add_argument(
+        "--classes",
+        type=str | list[str] | None,
+        default=None,
+        help="The class names, 'a,b,c' or a file with one per line; rows with other "
+        "classes are reported and skipped. Default: the classes in the CSV.",
+    )
+    parser.add_argument(
+        "--out",
+        type=str,
+        default="labeling",
+        help="Output folder; each run writes <out>/round_NNN/. Must not be inside --images.",
+    )
 
 
 def add_round_options(parser) -> None:
     """How the round starts (a fresh or resumed network, the cold start) and what it exchanges with Label Studio."""
-    parser.add_argument("--resume", action=ActionYesNo, default=False,
-                        help="Start from the network of the latest round in --out instead of a fresh one.")
-    parser.add_argument("--resume_from", type=str | None, default=None,
-                        help="Start from this checkpoint (a model.ckpt of an earlier round).")
-    parser.add_argument("--cold_start", type=Literal["auto", "random", "coreset", "typiclust"], default="auto",
-                        help="With too few labels to train: choose the batch at random (seeded), by Coreset "
-                             "(k-center greedy) or by TypiClust (typical images of the largest clusters) on the "
-                             "network's features; auto: TypiClust with a pretrained backbone, else random.")
-    parser.add_argument("--url_prefix", type=str | None, default=None,
-                        help="Label Studio: prepended to each path in data.image. Default: "
-                             "/data/local-files/?d=<name of the image folder>/ (local-files serving "
-                             "with the image folder's parent as document root).")
-    parser.add_argument("--import_from", type=str | None, default=None,
-                        help="Before anything else, append the labels of a Label Studio export "
-                             "(JSON, JSON-MIN or CSV) to --labels.")
+    parser.add_argument(
+        "--resume",
+        action=ActionYesNo,
+        default=False,
+        help="Start from the network of the latest round in --out instead of a fresh one.",
+    )
+    parser.add_argument(
+        "--resume_from",
+        type=str | None,
+        default=None,
+        help="Start from this checkpoint (a model.ckpt of an earlier round).",
+    )
+    parser.add_argument(
+        "--cold_start",
+        type=Literal["auto", "random", "coreset", "typiclust"],
+        default="auto",
+        help="With too few labels to train: choose the batch at random (seeded), by Coreset "
+        "(k-center greedy) or by TypiClust (typical images of the largest clusters) on the "
+        "network's features; auto: TypiClust with a pretrained backbone, else random.",
+    )
+    parser.add_argument(
+        "--url_prefix",
+        type=str | None,
+        default=None,
+        help="Label Studio: prepended to each path in data.image. Default: "
+        "/data/local-files/?d=<name of the image folder>/ (local-files serving "
+        "with the image folder's parent as document root).",
+    )
+    parser.add_argument(
+        "--import_from",
+        type=str | None,
+        default=None,
+        help="Before anything else, append the labels of a Label Studio export (JSON, JSON-MIN or CSV) to --labels.",
+    )
 
 
 def cli_main(args: list[str] | None = None) -> dict[str, Any]:
@@ -124,10 +160,18 @@ def cli_main(args: list[str] | None = None) -> dict[str, Any]:
             run=False,
             run_folder=folder,
             save_config_callback=None,
-            trainer_defaults={"max_epochs": 40, "num_sanity_val_steps": 0, "logger": False,
-                              "enable_checkpointing": False, "callbacks": [EpochLines()]},
-            parser_kwargs={"prog": "python -m lplgrad.label", "description": __doc__.split("\n")[0],
-                           "exit_on_error": False},
+            trainer_defaults={
+                "max_epochs": 40,
+                "num_sanity_val_steps": 0,
+                "logger": False,
+                "enable_checkpointing": False,
+                "callbacks": [EpochLines()],
+            },
+            parser_kwargs={
+                "prog": "python -m lplgrad.label",
+                "description": __doc__.split("\n")[0],
+                "exit_on_error": False,
+            },
         )
         return label_round(cli, args)
 

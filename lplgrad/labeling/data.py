@@ -4,6 +4,7 @@ The folder is scanned (every image decoded once, broken ones skipped and listed)
 checked when the module is built, so the number of classes is known before the model is.
 Images whose path has a usable row in the CSV are the labeled set; the others are the pool.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,8 +70,13 @@ class LabelFolderData(PoolData):
         scan_cache: str | None = None,
         max_pixels: int | None = MAX_PIXELS,
     ) -> None:
-        for name, v in (("image_size", image_size), ("query_size", query_size), ("batch_size", batch_size),
-                        ("eval_batch_size", eval_batch_size), ("min_labels", min_labels)):
+        for name, v in (
+            ("image_size", image_size),
+            ("query_size", query_size),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("min_labels", min_labels),
+        ):
             if v < 1:
                 raise LabelingError(f"data.{name} must be positive, got {v}")
         if subset_size is not None and subset_size < query_size:
@@ -94,8 +100,13 @@ class LabelFolderData(PoolData):
             self.scan = scan_folder(self.root, self.mode, image_size, cache=scan_cache, max_pixels=max_pixels)
         except FileNotFoundError as e:
             raise LabelingError(str(e)) from None
-        self.labels_read = read_labels(self.labels_path, self.root, self.scan.files,
-                                  {s.path: s.reason for s in self.scan.skipped}, self.given_classes)
+        self.labels_read = read_labels(
+            self.labels_path,
+            self.root,
+            self.scan.files,
+            {s.path: s.reason for s in self.scan.skipped},
+            self.given_classes,
+        )
         self.files: list[str] = self.scan.files
         self._set_classes()
 
@@ -106,8 +117,10 @@ class LabelFolderData(PoolData):
         self.classes = list(classes)
         self.num_classes = max(2, len(classes))  # the network needs 2 outputs even before any label
         index = {c: i for i, c in enumerate(classes)}
-        self.targets = torch.tensor([index[self.labels_read.label[f]] if f in self.labels_read.label else -1
-                                     for f in self.files], dtype=torch.long)  # (N,)
+        self.targets = torch.tensor(
+            [index[self.labels_read.label[f]] if f in self.labels_read.label else -1 for f in self.files],
+            dtype=torch.long,
+        )  # (N,)
         # the labeled images, ascending: labels come from the CSV, not from a query of this run
         self.split = Split(len(self.files), self.effective_seed, torch.nonzero(self.targets >= 0).flatten())
 
@@ -122,8 +135,7 @@ class LabelFolderData(PoolData):
         if n == 0:
             return "no image is labeled yet"
         if len(present) < 2:
-            return (f"every label is {present[0]!r}: a classifier needs labeled images of at least 2 classes "
-                    f"to train")
+            return f"every label is {present[0]!r}: a classifier needs labeled images of at least 2 classes to train"
         if n < self.min_labels:
             return f"only {n} images are labeled, fewer than data.min_labels ({self.min_labels})"
         return None
@@ -137,20 +149,26 @@ class LabelFolderData(PoolData):
         path = self.root / self.files[i]
         try:
             return open_image(path, self.mode, self.image_size, self.max_pixels)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise LabelingError(f"{path} could be read when the folder was scanned but not now: {e}") from e
 
     def setup(self, stage: str | None = None) -> None:
         if self.pool is None:
-            self.set_pool(Images(self._image, self.targets, self.mode),
-                          train_transform(self.image_size, self.padding, self.flip, self.mean, self.std, resize=True),
-                          eval_transform(self.image_size, self.mean, self.std, resize=True))
+            self.set_pool(
+                Images(self._image, self.targets, self.mode),
+                train_transform(self.image_size, self.padding, self.flip, self.mean, self.std, resize=True),
+                eval_transform(self.image_size, self.mean, self.std, resize=True),
+            )
 
     def train_dataloader(self) -> DataLoader:
         idx = self.split.labeled.tolist()
-        return self.loader(Subset(self._train_view, idx), self.batch_size, shuffle=True,
-                           drop_last=drop_single_last(len(idx), self.batch_size),
-                           persistent=True)
+        return self.loader(
+            Subset(self._train_view, idx),
+            self.batch_size,
+            shuffle=True,
+            drop_last=drop_single_last(len(idx), self.batch_size),
+            persistent=True,
+        )
 
     def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
         self.setup()

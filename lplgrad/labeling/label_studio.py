@@ -10,6 +10,7 @@ shows the most informative image first. Labels come back from Label Studio's JSO
 with ``annotations``), its JSON-MIN (one flat object per task), a CSV with ``path`` and ``label``
 columns, or, with live sync (:mod:`lplgrad.labeling.live`), from the server's tasks directly.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,29 +41,45 @@ def prediction(row: dict[str, Any], n_rows: int, model_version: str, choices_nam
     score, so that an ascending sort on it puts the most informative image first."""
     result = []
     if row.get("predicted"):
-        result = [{"from_name": choices_name, "to_name": "image", "type": "choices",
-                   "value": {"choices": [row["predicted"]]}}]
+        result = [
+            {"from_name": choices_name, "to_name": "image", "type": "choices", "value": {"choices": [row["predicted"]]}}
+        ]
     return {"model_version": model_version, "score": row["rank"] / max(1, n_rows), "result": result}
 
 
-def tasks(rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str, model_version: str) -> list[dict[str, Any]]:
+def tasks(
+    rows: list[dict[str, Any]], prefix: str, round_: int, strategy: str, model_version: str
+) -> list[dict[str, Any]]:
     """One task per proposed image. rows: dicts with rank, path, score and optionally predicted, confidence."""
     out = []
     for r in rows:
-        data = {"image": image_url(prefix, r["path"]), "path": r["path"], "rank": r["rank"],
-                "score": r["score"], "round": round_}
+        data = {
+            "image": image_url(prefix, r["path"]),
+            "path": r["path"],
+            "rank": r["rank"],
+            "score": r["score"],
+            "round": round_,
+        }
         if r.get("predicted"):
             data["predicted"] = r["predicted"]
             data["confidence"] = r["confidence"]
-        out.append({"data": data, "predictions": [prediction(r, len(rows), model_version)],
-                    "meta": {"rank": r["rank"], "score": r["score"], "round": round_, "strategy": strategy}})
+        out.append(
+            {
+                "data": data,
+                "predictions": [prediction(r, len(rows), model_version)],
+                "meta": {"rank": r["rank"], "score": r["score"], "round": round_, "strategy": strategy},
+            }
+        )
     return out
 
 
 def labeling_config(classes: list[str], choices_name: str = "label") -> str:
     """A Label Studio labeling config: the image and one single-choice question with the classes."""
-    lines = ['<View>', '  <Image name="image" value="$image"/>',
-             f'  <Choices name={quoteattr(choices_name)} toName="image" choice="single" showInline="true">']
+    lines = [
+        "<View>",
+        '  <Image name="image" value="$image"/>',
+        f'  <Choices name={quoteattr(choices_name)} toName="image" choice="single" showInline="true">',
+    ]
     lines += [f"    <Choice value={quoteattr(c)}/>" for c in classes]
     lines += ["  </Choices>", "</View>", ""]
     return "\n".join(lines)
@@ -73,15 +90,17 @@ def _path_of(data: dict[str, Any], prefix: str | None) -> str | None:
         return data["path"]
     image = data.get("image")
     if isinstance(image, str) and prefix and image.startswith(prefix):
-        return unquote(image[len(prefix):])
+        return unquote(image[len(prefix) :])
     return None
 
 
 def _expect(value: Any, kind: type, where: str, what: str) -> Any:
     if not isinstance(value, kind):
         name = {dict: "an object", list: "a list", str: "a string"}[kind]
-        raise ExportShapeError(f"{where}: {what} is {type(value).__name__} {value!r:.40}, not {name}: "
-                               "not a Label Studio export (JSON, JSON-MIN or CSV)?")
+        raise ExportShapeError(
+            f"{where}: {what} is {type(value).__name__} {value!r:.40}, not {name}: "
+            "not a Label Studio export (JSON, JSON-MIN or CSV)?"
+        )
     return value
 
 
@@ -104,8 +123,9 @@ def _choice(result: Any, choices_name: str | None, where: str) -> str | None:
     return None
 
 
-def labels_from_tasks(items: list[Any], prefix: str | None = None,
-                      choices_name: str = "label") -> tuple[list[tuple[str, str]], list[str]]:
+def labels_from_tasks(
+    items: list[Any], prefix: str | None = None, choices_name: str = "label"
+) -> tuple[list[tuple[str, str]], list[str]]:
     """Labels from Label Studio tasks (the JSON export's, the server's, or JSON-MIN rows) ->
     ([(image path, class)], notes on tasks left out). A task's latest annotation that was not
     cancelled is used."""
@@ -189,8 +209,10 @@ def import_export(export: str | Path, labels_csv: str | Path, root: str | Path, 
 
 def check_outside(labels_csv: str | Path, root: str | Path, option: str) -> None:
     if Path(root).resolve() in Path(labels_csv).resolve().parents:
-        raise LabelingError(f"{option} would append to {labels_csv}, which is inside the image folder "
-                            f"{root} (never written to): keep the labels CSV outside it")
+        raise LabelingError(
+            f"{option} would append to {labels_csv}, which is inside the image folder "
+            f"{root} (never written to): keep the labels CSV outside it"
+        )
 
 
 def merge_labels(pairs: list[tuple[str, str]], notes: list[str], labels_csv: str | Path, root: str | Path) -> Imported:
@@ -213,8 +235,10 @@ def merge_labels(pairs: list[tuple[str, str]], notes: list[str], labels_csv: str
         if current.get(key) != label:
             new.append((key, label))
             if key in current:
-                changed.append(f"{key}: {current[key]!r} in {labels_csv}, {label!r} in the export: "
-                               f"the export's row is appended and wins")
+                changed.append(
+                    f"{key}: {current[key]!r} in {labels_csv}, {label!r} in the export: "
+                    f"the export's row is appended and wins"
+                )
             current[key] = label
     if new:
         append_labels(labels_csv, new)

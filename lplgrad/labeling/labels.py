@@ -4,6 +4,7 @@ Rows that cannot be used are never fatal: each one becomes a :class:`Problem` wi
 number, and the run goes on with the others. Only a file that is not a labels CSV at all (no
 ``path`` and ``label`` columns in its header) stops the run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,18 @@ from pathlib import Path, PurePosixPath
 from lplgrad.errors import LabelingError
 from lplgrad.records import atomic_write
 
-__all__ = ["LabelingError", "Labels", "Problem", "append_labels", "check_labels_file", "normalise_path", "parse_classes",
-           "read_labels", "read_rows", "text_of"]
+__all__ = [
+    "LabelingError",
+    "Labels",
+    "Problem",
+    "append_labels",
+    "check_labels_file",
+    "normalise_path",
+    "parse_classes",
+    "read_labels",
+    "read_rows",
+    "text_of",
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,9 @@ def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> list[str] |
 def check_labels_file(path: str | Path | None) -> None:
     """``--labels`` must name a file (which may not exist yet), not a folder."""
     if path is not None and Path(path).is_dir():
-        raise LabelingError(f"--labels {path} is a folder: name the labels CSV file (for example {Path(path) / 'labels.csv'})")
+        raise LabelingError(
+            f"--labels {path} is a folder: name the labels CSV file (for example {Path(path) / 'labels.csv'})"
+        )
 
 
 def text_of(path: str | Path, what: str) -> str:
@@ -75,8 +88,10 @@ def text_of(path: str | Path, what: str) -> str:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         line = Path(path).read_bytes()[: e.start].count(b"\n") + 1
-        raise LabelingError(f"{path} ({what}) is not UTF-8 text (line {line}, byte {e.start}): save it as UTF-8 "
-                            "(in a spreadsheet: CSV UTF-8)") from None
+        raise LabelingError(
+            f"{path} ({what}) is not UTF-8 text (line {line}, byte {e.start}): save it as UTF-8 "
+            "(in a spreadsheet: CSV UTF-8)"
+        ) from None
 
 
 def _verbatim(raw: str, root: Path, known: set[str] | None) -> bool:
@@ -140,8 +155,9 @@ def read_rows(csv_path: str | Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _checked_path(raw: str, name: str, root: Path, files: set[str], unreadable: dict[str, str],
-                  known_paths: set[str]) -> tuple[str | None, str | None]:
+def _checked_path(
+    raw: str, name: str, root: Path, files: set[str], unreadable: dict[str, str], known_paths: set[str]
+) -> tuple[str | None, str | None]:
     """A row's image path relative to ``root`` and None, or what is wrong with the row."""
     if not raw:
         return None, "no path"
@@ -198,8 +214,11 @@ def read_labels(
             if labels.label[path] == name:
                 add(Problem(line, path, f"duplicate of line {first}: ignored"))
                 continue
-            add(Problem(line, path, f"labelled {labels.label[path]!r} on line {first} and {name!r} here: "
-                                    f"the later row wins"))
+            add(
+                Problem(
+                    line, path, f"labelled {labels.label[path]!r} on line {first} and {name!r} here: the later row wins"
+                )
+            )
         labels.label[path] = name
         labels.line[path] = line
     return labels

@@ -16,6 +16,7 @@ A network error, a rejected key or a refused request stops the run with one line
 labels CSV holds what step 1 pulled (correct labels, merged once) and the round's folder is not
 written, so the next run makes the round again.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,7 +72,9 @@ class LiveProject:
         items = self._call("listing the tasks", lambda: list(self.client.tasks.list(project=self.id, fields="all")))
         return [{"id": t.id, "data": dict(t.data or {}), "annotations": list(t.annotations or [])} for t in items]
 
-    def pull(self, prefix: str | None, choices_name: str = "label") -> tuple[list[tuple[str, str]], list[str], set[str]]:
+    def pull(
+        self, prefix: str | None, choices_name: str = "label"
+    ) -> tuple[list[tuple[str, str]], list[str], set[str]]:
         """(labels of the annotated tasks, notes on tasks left out, every task's image path)."""
         items = self.tasks()
         pairs, notes = labels_from_tasks(items, prefix, choices_name)
@@ -82,18 +85,21 @@ class LiveProject:
         """Make Label Studio serve the image folder to this project (a Local Files storage, not
         synced: lplgrad imports the tasks itself). Returns True when the storage was added now."""
         folder = str(Path(images).resolve())
-        storages = self._call("listing the project's local storages",
-                              lambda: list(self.client.import_storage.local.list(project=self.id)))
+        storages = self._call(
+            "listing the project's local storages", lambda: list(self.client.import_storage.local.list(project=self.id))
+        )
         if any(getattr(st, "path", None) == folder for st in storages):
             return False
         try:
-            self.client.import_storage.local.create(project=self.id, path=folder, title="lplgrad image folder",
-                                                    use_blob_urls=False, recursive_scan=True)
+            self.client.import_storage.local.create(
+                project=self.id, path=folder, title="lplgrad image folder", use_blob_urls=False, recursive_scan=True
+            )
         except Exception as e:  # noqa: BLE001
             raise LabelStudioError(
                 f"Label Studio at {self.url} will not serve {folder} ({_why(e)}): start it with "
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the "
-                "folder that holds the image folder, or give --url_prefix for images served another way") from None
+                "folder that holds the image folder, or give --url_prefix for images served another way"
+            ) from None
         return True
 
     def push(self, tasks: list[dict[str, Any]], existing: set[str]) -> int:
@@ -109,8 +115,10 @@ def connect(url: str, project: str, key_env: str, classes: list[str]) -> LivePro
     when a title is not found."""
     key = os.environ.get(key_env)
     if not key:
-        raise LabelStudioError(f"no Label Studio API key: set the environment variable {key_env} (your access token "
-                               "from Label Studio's Account & Settings page)")
+        raise LabelStudioError(
+            f"no Label Studio API key: set the environment variable {key_env} (your access token "
+            "from Label Studio's Account & Settings page)"
+        )
     try:
         from label_studio_sdk import LabelStudio
     except ImportError:
@@ -126,10 +134,16 @@ def connect(url: str, project: str, key_env: str, classes: list[str]) -> LivePro
             live.id = p.id
             return live
     if not classes:
-        raise LabelStudioError(f"Label Studio at {url} has no project {project!r}, and the classes to create it with "
-                               "are not known yet: give --classes")
-    made = live._call(f"creating project {project!r}", client.projects.create, title=project,
-                      label_config=labeling_config(classes),
-                      description="Images proposed by python -m lplgrad.label, most informative first")
+        raise LabelStudioError(
+            f"Label Studio at {url} has no project {project!r}, and the classes to create it with "
+            "are not known yet: give --classes"
+        )
+    made = live._call(
+        f"creating project {project!r}",
+        client.projects.create,
+        title=project,
+        label_config=labeling_config(classes),
+        description="Images proposed by python -m lplgrad.label, most informative first",
+    )
     live.id, live.created = made.id, True
     return live

@@ -2,6 +2,7 @@
 proposal (``to_label.csv``, the Label Studio tasks and labeling config), the network that scored
 it, the stop signal's files and ``proposal.json``. Each file is written atomically, into the
 round's staging folder (:func:`~lplgrad.labeling.checkpoint.staged_round`)."""
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,14 @@ def round_tasks(lr: LabelRound, dm: LabelFolderData) -> list[dict[str, Any]]:
     return tasks(lr.proposal.rows(dm.files), lr.prefix, lr.round, repr(lr.training.strategy), model_version)
 
 
-def round_summary(lr: LabelRound, dm: LabelFolderData, rows: list[dict[str, Any]], ckpt: Path | None, epochs: int,
-                  args: list[str] | None) -> dict[str, Any]:
+def round_summary(
+    lr: LabelRound,
+    dm: LabelFolderData,
+    rows: list[dict[str, Any]],
+    ckpt: Path | None,
+    epochs: int,
+    args: list[str] | None,
+) -> dict[str, Any]:
     """What ``proposal.json`` says about the round (``rows``: the proposal's rows)."""
     training, rdir = lr.training, lr.rdir
     return {
@@ -103,16 +110,29 @@ def round_summary(lr: LabelRound, dm: LabelFolderData, rows: list[dict[str, Any]
     }
 
 
-def write_round(lr: LabelRound, dm: LabelFolderData, learner: ActiveLearner, config_yaml: str | None, epochs: int,
-                args: list[str] | None, stage: Path) -> dict[str, Any]:
+def write_round(
+    lr: LabelRound,
+    dm: LabelFolderData,
+    learner: ActiveLearner,
+    config_yaml: str | None,
+    epochs: int,
+    args: list[str] | None,
+    stage: Path,
+) -> dict[str, Any]:
     """Write every file of the round into ``stage``, naming them by their place in ``lr.rdir``;
     returns the summary written to ``proposal.json``."""
     training, rdir = lr.training, lr.rdir
     rows = lr.proposal.rows(dm.files)
     ckpt = rdir / CHECKPOINT if lr.trained or training.strategy.needs_images else None
     if ckpt is not None:
-        save_checkpoint(stage / CHECKPOINT, learner, dm.classes, lr.round, [dm.files[i] for i in dm.split.labeled.tolist()],
-                        trained=lr.trained or training.resumed is not None)
+        save_checkpoint(
+            stage / CHECKPOINT,
+            learner,
+            dm.classes,
+            lr.round,
+            [dm.files[i] for i in dm.split.labeled.tolist()],
+            trained=lr.trained or training.resumed is not None,
+        )
     write_to_label(stage / "to_label.csv", rows)
     write_json(stage / "label_studio.json", lr.tasks)
     if dm.classes:

@@ -4,6 +4,7 @@ Scoring is the experiment's query (:func:`lplgrad.query.query`): the strategy me
 candidates, turns the measures into scores and the b highest are picked
 (:func:`lplgrad.strategies.select_top`; ties go to the earlier path).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,19 +39,26 @@ class Proposal:
         return out
 
 
-def propose(learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k: int, round_: int,
-            device: torch.device) -> Proposal:
+def propose(
+    learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k: int, round_: int, device: torch.device
+) -> Proposal:
     """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best (all of
     them when there are fewer)."""
     result = query(learner, strategy, dm.query_pool(), round_, k, Placement(device))
     score_of = dict(zip(result.candidates.tolist(), result.scores.tolist()))
-    return Proposal(result.selected, torch.tensor([score_of[i] for i in result.selected.tolist()]), len(result.candidates))
+    return Proposal(
+        result.selected, torch.tensor([score_of[i] for i in result.selected.tolist()]), len(result.candidates)
+    )
 
 
 def predict(learner: nn.Module, dm: LabelFolderData, proposal: Proposal, device: torch.device) -> None:
     """Fill in the trained network's most probable class and its probability for each proposed image."""
-    probs = run_eval(learner.net, dm.pool_dataloader(proposal.indices), device,
-                     lambda x, _: torch.softmax(learner.net(x)[0].float(), 1).cpu())
+    probs = run_eval(
+        learner.net,
+        dm.pool_dataloader(proposal.indices),
+        device,
+        lambda x, _: torch.softmax(learner.net(x)[0].float(), 1).cpu(),
+    )
     if not probs:
         return
     conf, idx = torch.cat(probs)[:, : len(dm.classes)].max(1)

@@ -1,4 +1,5 @@
 """What a labeling run prints on the console: its inputs, an import, and its proposal."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,10 @@ def plural(count: int, word: str) -> str:
 def inputs(dm: LabelFolderData) -> None:
     """The images found, the labels read (with their problems) and the size of the pool."""
     scan, labels = dm.scan, dm.labels_read
-    say(f"Images: {len(scan.files)} readable in {dm.root}"
-        + (f", {len(scan.skipped)} unreadable (skipped):" if scan.skipped else ""))
+    say(
+        f"Images: {len(scan.files)} readable in {dm.root}"
+        + (f", {len(scan.skipped)} unreadable (skipped):" if scan.skipped else "")
+    )
     listed(scan.skipped)
     if labels.source is None:
         say("Labels: none given (--labels)")
@@ -36,17 +39,21 @@ def inputs(dm: LabelFolderData) -> None:
         say(f"Labels: {labels.source} does not exist yet: no labels")
     else:
         counts = ", ".join(f"{c} {n}" for c, n in dm.class_counts().items())
-        say(f"Labels: {labels.source}: {labels.rows} rows, {len(labels.label)} labeled images"
+        say(
+            f"Labels: {labels.source}: {labels.rows} rows, {len(labels.label)} labeled images"
             + (f" ({counts})" if counts else "")
-            + (f"; {plural(len(labels.problems), 'row')} with problems:" if labels.problems else ""))
+            + (f"; {plural(len(labels.problems), 'row')} with problems:" if labels.problems else "")
+        )
         listed(labels.problems)
     say(f"Pool: {len(dm.split.unlabeled())} unlabeled images")
 
 
 def imported(source: str, labels: str, pairs: int, new: int, notes: list[str], changed: list[str]) -> None:
     """A Label Studio export appended to the labels CSV."""
-    say(f"Import: {source}: {pairs} labeled tasks, {new} new rows appended to {labels}, "
-        f"{pairs - new} already there; {len(notes)} tasks left out" + (":" if notes else ""))
+    say(
+        f"Import: {source}: {pairs} labeled tasks, {new} new rows appended to {labels}, "
+        f"{pairs - new} already there; {len(notes)} tasks left out" + (":" if notes else "")
+    )
     listed(notes)
     if changed:
         say(f"Import: {len(changed)} rows change an earlier label:")
@@ -55,9 +62,11 @@ def imported(source: str, labels: str, pairs: int, new: int, notes: list[str], c
 
 def pulled(live, labels: str, pairs: int, new: int, notes: list[str], changed: list[str]) -> None:
     """Live sync's pull: the project and what its annotations added to the labels CSV."""
-    say(f"Label Studio: project {live.title!r} (id {live.id}, {'created' if live.created else 'found'}) at "
+    say(
+        f"Label Studio: project {live.title!r} (id {live.id}, {'created' if live.created else 'found'}) at "
         f"{live.url}: {pairs} annotated tasks, {new} new rows appended to {labels}, {pairs - new} already there"
-        + (f"; {len(notes)} tasks left out:" if notes else ""))
+        + (f"; {len(notes)} tasks left out:" if notes else "")
+    )
     listed(notes)
     if changed:
         say(f"Label Studio: {len(changed)} rows change an earlier label:")
@@ -66,35 +75,59 @@ def pulled(live, labels: str, pairs: int, new: int, notes: list[str], changed: l
 
 def pushed(live, new: int, proposed: int, resume_hint: bool) -> None:
     """Live sync's push: the proposed batch imported as tasks, and what to do next."""
-    say(f"Label Studio: imported {new} of the {proposed} proposed images into project {live.title!r} as tasks with "
-        f"predictions ({proposed - new} already had a task); sort its Data Manager by \"Prediction score\" "
-        "ascending to label the most informative first")
+    say(
+        f"Label Studio: imported {new} of the {proposed} proposed images into project {live.title!r} as tasks with "
+        f'predictions ({proposed - new} already had a task); sort its Data Manager by "Prediction score" '
+        "ascending to label the most informative first"
+    )
     if proposed:
-        say(f"Next: label them in Label Studio ({live.url}, project {live.title!r}) and run the same command again"
-            + (" with --resume" if resume_hint else "") + ".")
+        say(
+            f"Next: label them in Label Studio ({live.url}, project {live.title!r}) and run the same command again"
+            + (" with --resume" if resume_hint else "")
+            + "."
+        )
 
 
-def proposal(rdir: Path, summary: dict[str, Any], rows: list[dict[str, Any]], strategy: str, resume_hint: bool,
-             live: bool = False) -> None:
+def proposal(
+    rdir: Path,
+    summary: dict[str, Any],
+    rows: list[dict[str, Any]],
+    strategy: str,
+    resume_hint: bool,
+    live: bool = False,
+) -> None:
     """The proposed images, the files written, the checkpoint and what to do next (``resume_hint``:
     whether the next run should add --resume)."""
     trained = summary["mode"] == "trained"
-    say(f"Proposed: {len(rows)} of {summary['unlabeled']} unlabeled images ({summary['scored']} scored) "
-        f"by {strategy}" + ("" if trained else " (cold start)") + ", best first:")
-    listed([f"{r['rank']:>3}. {r['path']}  score {r['score']:.4g}"
+    say(
+        f"Proposed: {len(rows)} of {summary['unlabeled']} unlabeled images ({summary['scored']} scored) "
+        f"by {strategy}" + ("" if trained else " (cold start)") + ", best first:"
+    )
+    listed(
+        [
+            f"{r['rank']:>3}. {r['path']}  score {r['score']:.4g}"
             + (f"  (network's guess: {r['predicted']}, p={r['confidence']:.2f})" if r.get("predicted") else "")
-            for r in rows])
+            for r in rows
+        ]
+    )
     say("Wrote:")
     say(f"  {rdir / 'to_label.csv'}  the {len(rows)} images to label next: rank, path, score")
-    say(f"  {rdir / 'label_studio.json'}  the same as Label Studio tasks (data.image = "
-        f"{summary['label_studio_url_prefix']}<path>)")
+    say(
+        f"  {rdir / 'label_studio.json'}  the same as Label Studio tasks (data.image = "
+        f"{summary['label_studio_url_prefix']}<path>)"
+    )
     if summary["classes"]:
         say(f"  {rdir / 'label_studio_config.xml'}  a Label Studio labeling config with the classes")
     say(f"  {rdir / 'proposal.json'}  this run's summary: counts, problems, classes, checkpoint")
     ckpt = summary["checkpoint"]
-    say(f"Checkpoint: {ckpt}  (the network that scored them; --resume continues from it)" if ckpt
-        else "Checkpoint: none (a random batch uses no network)")
+    say(
+        f"Checkpoint: {ckpt}  (the network that scored them; --resume continues from it)"
+        if ckpt
+        else "Checkpoint: none (a random batch uses no network)"
+    )
     if rows and not live:
         labels_csv = summary["labels_csv"]
-        say(f"Next: label these images, append 'path,label' rows to {labels_csv or 'a labels CSV (--labels)'}, "
-            f"and run the same command again" + (" with --resume" if resume_hint else "") + ".")
+        say(
+            f"Next: label these images, append 'path,label' rows to {labels_csv or 'a labels CSV (--labels)'}, "
+            f"and run the same command again" + (" with --resume" if resume_hint else "") + "."
+        )

@@ -1,6 +1,7 @@
 """One labeling round as steps, run after the command line is parsed (nothing is read, written or
 fetched while parsing): prepare, pull (Label Studio), import, scan, train, propose, write, push,
 report. Each step returns what the next ones need."""
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,10 @@ def prepare(cfg, run_folder: RunFolder) -> Prepared:
     """Check the folders and the labels CSV, claim ``--out`` and remove half-written rounds."""
     images, out = Path(cfg.images).resolve(), Path(cfg.out).resolve()
     if out == images or images in out.parents:
-        raise LabelingError(f"--out {cfg.out} is inside the image folder {cfg.images}: choose a folder "
-                            f"outside it (the image folder is never written to)")
+        raise LabelingError(
+            f"--out {cfg.out} is inside the image folder {cfg.images}: choose a folder "
+            f"outside it (the image folder is never written to)"
+        )
     check_labels_file(cfg.labels)
     run_folder.claim(out)
     for half in remove_partial_rounds(out):
@@ -65,8 +68,9 @@ def pull(cfg, prefix: str) -> LiveSession:
     if not cfg.labels:
         raise LabelingError("live sync needs --labels: the CSV the annotations are merged into")
     check_outside(cfg.labels, cfg.images, "--label_studio.url")
-    classes = parse_classes(cfg.classes) or sorted({lab for _, _, lab in read_rows(cfg.labels) if lab}
-                                                   if Path(cfg.labels).is_file() else set())
+    classes = parse_classes(cfg.classes) or sorted(
+        {lab for _, _, lab in read_rows(cfg.labels) if lab} if Path(cfg.labels).is_file() else set()
+    )
     live = connect(ls.url, ls.project, ls.key_env, classes)
     if cfg.url_prefix is None and live.serve_folder(Path(cfg.images)):  # the local-files URLs need it
         say(f"Label Studio: project {live.title!r} now serves {Path(cfg.images).resolve()} (a Local Files storage)")
@@ -89,8 +93,9 @@ def next_round(out: Path) -> int:
     return rounds[-1][0] + 1 if rounds else 1
 
 
-def propose_step(learner: ActiveLearner, dm: LabelFolderData, training: Training, round_: int,
-                 device) -> tuple[Proposal, float]:
+def propose_step(
+    learner: ActiveLearner, dm: LabelFolderData, training: Training, round_: int, device
+) -> tuple[Proposal, float]:
     """The next batch (with the network's guesses when it was trained), and its seconds. The
     network stays on ``device``."""
     t0 = time.monotonic()
@@ -133,8 +138,9 @@ def label_round(cli, args: list[str] | None) -> dict[str, Any]:
     with staged_round(rdir) as stage:  # the round folder appears whole, or not at all
         summary = write_round(lr, dm, learner, config_text(cli), trainer.max_epochs, args, stage)
     resume_hint = summary["checkpoint"] is not None and not cfg.resume
-    report.proposal(rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, resume_hint,
-                    live=live is not None)
+    report.proposal(
+        rdir, summary, proposal.rows(dm.files), type(training.strategy).__name__, resume_hint, live=live is not None
+    )
     if lr.stop:
         say(lr.stop.line)
     if live:

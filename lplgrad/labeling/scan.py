@@ -5,6 +5,7 @@ labeling run's output folder), keyed by each file's path, size and modification 
 later scan decodes only new or changed files: a folder of 100,000 images is listed, not read, on
 every run after the first.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,9 @@ class FolderScan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def open_image(path: str | Path, mode: str, size: int | None = None, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+def open_image(
+    path: str | Path, mode: str, size: int | None = None, max_pixels: int | None = MAX_PIXELS
+) -> Image.Image:
     """Decode an image fully in ``mode`` ("RGB" or "L"); JPEGs are decoded at a reduced scale
     no smaller than ``size`` (PIL's draft mode), which is all a ``size`` x ``size`` network needs.
     Larger than ``max_pixels`` at that scale: ``ValueError``, nothing decoded."""
@@ -70,8 +73,14 @@ def _load_cache(cache: Path | None, key: dict) -> dict[str, list]:
     return data.get("files", {}) if data.get("key") == key else {}
 
 
-def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, check: bool = True,
-                cache: str | Path | None = None, max_pixels: int | None = MAX_PIXELS) -> FolderScan:
+def scan_folder(
+    root: str | Path,
+    mode: str = "RGB",
+    size: int | None = None,
+    check: bool = True,
+    cache: str | Path | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> FolderScan:
     """Every image file under ``root`` (any depth; hidden files and folders ignored; symbolic links
     to folders not followed), each decoded once when ``check`` so that broken ones are listed
     in ``skipped`` instead of failing a run later. With ``cache`` (a file outside ``root``), a
@@ -80,8 +89,14 @@ def scan_folder(root: str | Path, mode: str = "RGB", size: int | None = None, ch
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     cache = Path(cache) if cache is not None else None
-    key = {"version": CACHE_VERSION, "root": str(root.resolve()), "mode": mode, "size": size, "check": check,
-           "max_pixels": max_pixels}
+    key = {
+        "version": CACHE_VERSION,
+        "root": str(root.resolve()),
+        "mode": mode,
+        "size": size,
+        "check": check,
+        "max_pixels": max_pixels,
+    }
     known, seen = _load_cache(cache, key), {}
     scan = FolderScan(root)
     for dirpath, dirnames, filenames in os.walk(root):

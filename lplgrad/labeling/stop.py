@@ -6,6 +6,7 @@ The stop set is drawn once, seeded, from the folder's images and kept in ``<out>
 round writes its predictions to ``round_NNN/stop_predictions.json`` and its kappa to
 ``proposal.json`` (``stop_kappa``, ``stop_suggested``).
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,9 @@ def _kappa(a: dict[str, str], b: dict[str, str]) -> float | None:
     return stopping.kappa(torch.tensor([names[a[p]] for p in common]), torch.tensor([names[b[p]] for p in common]))
 
 
-def stop_signal(out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Module, device: torch.device,
-                opts: StopOptions) -> StopResult:
+def stop_signal(
+    out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Module, device: torch.device, opts: StopOptions
+) -> StopResult:
     """This round's predictions on the stop set, compared with those of the last trained round
     with another number of labels (:func:`label_chain`)."""
     paths, new = _stop_paths(out, dm, opts.size)
@@ -106,5 +108,6 @@ def stop_signal(out: Path, round_: int, dm: LabelFolderData, net: torch.nn.Modul
     if new:
         files[STOP_SET] = json.dumps({"seed": dm.effective_seed, "paths": paths}, indent=0) + "\n"
     suggested = stopping.stop_suggested(kappas, opts.threshold, opts.rounds)
-    return StopResult(files, {"stop_kappa": k, "stop_suggested": suggested},
-                      stopping.describe(k, kappas, opts.threshold, opts.rounds))
+    return StopResult(
+        files, {"stop_kappa": k, "stop_suggested": suggested}, stopping.describe(k, kappas, opts.threshold, opts.rounds)
+    )

@@ -1,5 +1,6 @@
 """The train step of a labeling run: from which network it starts, and training it (or, with too
 few labels, choosing the cold-start strategy that picks the first batch without training)."""
+
 from __future__ import annotations
 
 import time
@@ -66,8 +67,15 @@ def starting_checkpoint(resume: bool, resume_from: str | None, out: Path) -> Pat
     return None
 
 
-def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_: int, resumed: Path | None,
-          cold_start: str, strategy: QueryStrategy) -> Training:
+def train(
+    trainer: Trainer,
+    learner: ActiveLearner,
+    dm: LabelFolderData,
+    round_: int,
+    resumed: Path | None,
+    cold_start: str,
+    strategy: QueryStrategy,
+) -> Training:
     """Load ``resumed`` into the network, then train it on the labeled images and return
     ``strategy``; with too few labels, train nothing and return the ``cold_start`` strategy instead."""
     if resumed is not None:
@@ -81,10 +89,13 @@ def train(trainer: Trainer, learner: ActiveLearner, dm: LabelFolderData, round_:
         how = HOW[choice].format(seed=dm.effective_seed, round=round_, net=net)
         say(f"Cold start: {reason}. The network is not trained; this batch is chosen {how}.")
         return Training(COLD_START[choice](), TrainingMode.COLD_START, reason, resumed, None, time.monotonic() - t0)
-    say(f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
+    say(
+        f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
         f"{trainer.max_epochs} epochs, {'from ' + str(resumed) if resumed else 'from a fresh network'} "
-        f"(loss and accuracy on the augmented labeled images):")
+        f"(loss and accuracy on the augmented labeled images):"
+    )
     trainer.fit(learner, datamodule=dm)
     acc = trainer.callback_metrics.get("train/acc")
-    return Training(strategy, TrainingMode.TRAINED, None, resumed, None if acc is None else float(acc),
-                    time.monotonic() - t0)
+    return Training(
+        strategy, TrainingMode.TRAINED, None, resumed, None if acc is None else float(acc), time.monotonic() - t0
+    )

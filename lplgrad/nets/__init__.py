@@ -3,6 +3,7 @@
 Every backbone returns ``(logits, [stage outputs])`` and exposes ``feature_channels`` (the stage
 widths A is sized from) and ``head`` (the final linear layer).
 """
+
 from lplgrad.nets.library import LibraryNet, TimmNet, TorchvisionNet
 from lplgrad.nets.loss_head import LossPredictionHead
 from lplgrad.nets.pool import pooled
@@ -10,5 +11,15 @@ from lplgrad.nets.resnet import ResNet, ResNet18, ResNet34
 from lplgrad.nets.small import SmallCNN
 from lplgrad.errors import WeightsNotFoundError
 
-__all__ = ["LibraryNet", "LossPredictionHead", "ResNet", "ResNet18", "ResNet34", "SmallCNN", "TimmNet",
-           "TorchvisionNet", "WeightsNotFoundError", "pooled"]
+__all__ = [
+    "LibraryNet",
+    "LossPredictionHead",
+    "ResNet",
+    "ResNet18",
+    "ResNet34",
+    "SmallCNN",
+    "TimmNet",
+    "TorchvisionNet",
+    "WeightsNotFoundError",
+    "pooled",
+]

@@ -12,6 +12,7 @@ library's cache; or a local file. Offline and without the file, the run stops wi
 saying which file to fetch and where to put it. ``trainable_stages`` trains only the last stages
 and the head (:func:`lplgrad.nets.weights.freeze_before`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,16 @@ class LibraryNet(nn.Module):
     """A library classifier whose stage outputs are recorded on the way: ``forward`` returns
     ``(logits, [stage outputs])``. ``head`` is its (resized) classifier."""
 
-    def __init__(self, model: nn.Module, stages: list[str], head_name: str, in_channels: int, image_size: int,
-                 trainable_stages: int | None, pretrained: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        stages: list[str],
+        head_name: str,
+        in_channels: int,
+        image_size: int,
+        trainable_stages: int | None,
+        pretrained: bool,
+    ) -> None:
         super().__init__()
         self.model, self.stages, self.head_name = model, list(stages), head_name
         self.pretrained = pretrained  # its features mean something before any label
@@ -50,8 +59,10 @@ class LibraryNet(nn.Module):
             try:
                 model.get_submodule(name)
             except AttributeError:
-                raise ConfigError(f"{type(model).__name__} has no module {name!r} to read stage features from "
-                                  "(model.backbone.init_args.stages)") from None
+                raise ConfigError(
+                    f"{type(model).__name__} has no module {name!r} to read stage features from "
+                    "(model.backbone.init_args.stages)"
+                ) from None
         W.freeze_before(model, self.stages, trainable_stages)
         with torch.no_grad():
             was = model.training
@@ -66,8 +77,9 @@ class LibraryNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         outputs: list[Tensor] = []  # hooks held for this call only: copies of the module stay independent
-        handles = [self.model.get_submodule(n).register_forward_hook(lambda m, i, o: outputs.append(o))
-                   for n in self.stages]
+        handles = [
+            self.model.get_submodule(n).register_forward_hook(lambda m, i, o: outputs.append(o)) for n in self.stages
+        ]
         try:
             logits = self.model(x)
         finally:
@@ -87,8 +99,10 @@ def _stages_for(name: str, stages: list[str] | None) -> list[str]:
     for prefix, found in TORCHVISION_STAGES.items():
         if name.startswith(prefix):
             return found
-    raise ConfigError(f"no default stages for torchvision's {name}: set model.backbone.init_args.stages to the "
-                      "names of the modules whose outputs the loss-prediction model reads (e.g. four blocks)")
+    raise ConfigError(
+        f"no default stages for torchvision's {name}: set model.backbone.init_args.stages to the "
+        "names of the modules whose outputs the loss-prediction model reads (e.g. four blocks)"
+    )
 
 
 def _torchvision_weights(name: str, weights: str):
@@ -98,7 +112,9 @@ def _torchvision_weights(name: str, weights: str):
     try:
         entry = get_model_weights(name)[weights]
     except KeyError:
-        raise ConfigError(f"torchvision's {name} has no weights named {weights!r} and no file {weights} exists") from None
+        raise ConfigError(
+            f"torchvision's {name} has no weights named {weights!r} and no file {weights} exists"
+        ) from None
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
     return entry, target
 
@@ -115,8 +131,16 @@ class TorchvisionNet(LibraryNet):
         stages: the four stage modules A reads (default: per model family).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, name: str = "resnet18", weights: str | None = None,
-                 image_size: int = 224, trainable_stages: int | None = None, stages: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        name: str = "resnet18",
+        weights: str | None = None,
+        image_size: int = 224,
+        trainable_stages: int | None = None,
+        stages: list[str] | None = None,
+    ) -> None:
         from torchvision.models import get_model
 
         stage_names = _stages_for(name, stages)
@@ -134,7 +158,8 @@ class TorchvisionNet(LibraryNet):
                 raise W.WeightsNotFoundError(
                     f"torchvision weights {name} {entry.name} are not in {target.parent} and could not be downloaded "
                     f"({str(e).splitlines()[0][:120]}): fetch {entry.url} and put it at {target}, or set "
-                    "model.backbone.init_args.weights to a weights file") from None
+                    "model.backbone.init_args.weights to a weights file"
+                ) from None
         head_name, old = W.last_linear(model)
         W.replace_module(model, head_name, nn.Linear(old.in_features, num_classes))
         if in_channels == 1:
@@ -157,9 +182,17 @@ class TimmNet(LibraryNet):
         model_args: further ``timm.create_model`` arguments (e.g. ``{"patch_size": 8}``).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, name: str = "resnet18", weights: str | None = None,
-                 image_size: int = 224, trainable_stages: int | None = None, stages: list[str] | None = None,
-                 model_args: dict | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        name: str = "resnet18",
+        weights: str | None = None,
+        image_size: int = 224,
+        trainable_stages: int | None = None,
+        stages: list[str] | None = None,
+        model_args: dict | None = None,
+    ) -> None:
         try:
             import timm
         except ImportError:
@@ -182,7 +215,8 @@ class TimmNet(LibraryNet):
             raise W.WeightsNotFoundError(
                 f"timm weights for {name} are not cached and could not be downloaded ({str(e).splitlines()[0][:120]}): "
                 f"fetch model.safetensors from https://huggingface.co/{hub} and set model.backbone.init_args.weights "
-                "to that file") from None
+                "to that file"
+            ) from None
         stage_names = list(stages) if stages else [f["module"] for f in model.feature_info][-4:]
         head_name = next(n for n, m in model.named_modules() if m is model.get_classifier())
         super().__init__(model, stage_names, head_name, in_channels, image_size, trainable_stages, weights is not None)

@@ -1,4 +1,5 @@
 """Auxiliary model A: the loss-prediction module of Yoo & Kweon (CVPR 2019), docs/method.md §2."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """One vector per sample from a feature map: what A, Coreset, TypiClust and the figures read."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 3x3 stem with stride 1 and no max-pool, BasicBlocks [2, 2, 2, 2]. ``width`` scales the four
 stage widths (64 gives the paper's 64/128/256/512 and ~11.2M parameters).
 """
+
 from __future__ import annotations
 
 import torch
@@ -94,12 +95,24 @@ class ResNet(nn.Module):
 class ResNet18(ResNet):
     """The paper's backbone; ``width`` 64 is paper-exact, smaller widths suit a CPU."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, weights: str | None = None,
-                 trainable_stages: int | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        width: int = 64,
+        weights: str | None = None,
+        trainable_stages: int | None = None,
+    ) -> None:
         super().__init__(num_classes, in_channels, (2, 2, 2, 2), width, weights, trainable_stages)
 
 
 class ResNet34(ResNet):
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, weights: str | None = None,
-                 trainable_stages: int | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        width: int = 64,
+        weights: str | None = None,
+        trainable_stages: int | None = None,
+    ) -> None:
         super().__init__(num_classes, in_channels, (3, 4, 6, 3), width, weights, trainable_stages)

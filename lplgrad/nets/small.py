@@ -1,4 +1,5 @@
 """A small four-stage CNN with the same interface as ResNet: quick tests and tiny images."""
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ keys as lplgrad's Lightning checkpoints do), the one-line error when weights are
 freezing every parameter before the last ``trainable_stages`` stages (frozen BatchNorm keeps
 its running statistics).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if prefix and any(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
@@ -46,10 +47,15 @@ def load_except(model: nn.Module, state: dict[str, Tensor], skip: Sequence[str],
     wrong = [k for k, v in keep.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in keep and not any(k.startswith(s) for s in skip)]
     if wrong or missing:
-        what = (f"{wrong[0]} has shape {tuple(keep[wrong[0]].shape)} there, {tuple(own[wrong[0]].shape)} here" if wrong
-                else f"{missing[0]} is missing there")
-        raise WeightsNotFoundError(f"{source} does not fit this backbone ({len(wrong) + len(missing)} tensors differ; "
-                                   f"{what}): another architecture, width or input channels?")
+        what = (
+            f"{wrong[0]} has shape {tuple(keep[wrong[0]].shape)} there, {tuple(own[wrong[0]].shape)} here"
+            if wrong
+            else f"{missing[0]} is missing there"
+        )
+        raise WeightsNotFoundError(
+            f"{source} does not fit this backbone ({len(wrong) + len(missing)} tensors differ; "
+            f"{what}): another architecture, width or input channels?"
+        )
     model.load_state_dict(keep, strict=False)
 
 
@@ -59,13 +65,15 @@ def freeze_before(model: nn.Module, stages: Sequence[str], trainable_stages: int
     if trainable_stages is None:
         return
     if not 0 <= trainable_stages <= len(stages):
-        raise LPLgradError(f"trainable_stages must be between 0 and {len(stages)} (the stages are {list(stages)}), "
-                           f"got {trainable_stages}")
+        raise LPLgradError(
+            f"trainable_stages must be between 0 and {len(stages)} (the stages are {list(stages)}), "
+            f"got {trainable_stages}"
+        )
     names = [n for n, _ in model.named_parameters()]
     under = lambda n, s: n.startswith(s + ".")  # noqa: E731
     last = max((i for i, n in enumerate(names) if under(n, stages[-1])), default=-1)
-    keep = set(names[last + 1:])
-    for s in stages[len(stages) - trainable_stages:]:
+    keep = set(names[last + 1 :])
+    for s in stages[len(stages) - trainable_stages :]:
         keep |= {n for n in names if under(n, s)}
     for n, p in model.named_parameters():
         p.requires_grad_(n in keep)
@@ -97,8 +105,17 @@ def one_channel_stem(model: nn.Module) -> None:
     image then gives what the pretrained network gave for that image in colour (R = G = B)."""
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and m.in_channels == 3:
-            conv = nn.Conv2d(1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                             m.bias is not None, m.padding_mode)
+            conv = nn.Conv2d(
+                1,
+                m.out_channels,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                m.groups,
+                m.bias is not None,
+                m.padding_mode,
+            )
             with torch.no_grad():
                 conv.weight.copy_(m.weight.sum(1, keepdim=True))
                 if m.bias is not None:

@@ -1,4 +1,5 @@
 """Query strategies: one interface (:class:`QueryStrategy`), higher score = label first."""
+
 from lplgrad.strategies.badge import BADGE
 from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, check_learner, select_top
 from lplgrad.strategies.coreset import Coreset, k_center_greedy

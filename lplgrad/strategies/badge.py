@@ -8,6 +8,7 @@ squared distance to the nearest one chosen. The C x D embeddings are never forme
 u = p - e_yhat, <g_x, g_y> = <u_x, u_y> <h_x, h_y>, so every distance costs O(C + D), and memory
 stays O(N (C + D)).
 """
+
 from __future__ import annotations
 
 import torch

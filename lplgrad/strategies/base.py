@@ -10,6 +10,7 @@ What a strategy may read is written down here: the :class:`Learner` while it mea
 :class:`ScoreContext` while it scores. A strategy keeps no state between the two steps: what
 ``scores`` needs of a batch travels in the measures (a tensor, or a tuple of tensors).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -4,6 +4,7 @@ The labeled set gives the initial centres. Memory grows with N times the feature
 distance to the nearest centre is kept as one vector and updated one centre at a time, from
 distances computed a block of likely picks at a time; never an N x N (or N x M) matrix.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,7 +53,9 @@ def k_center_greedy(points: Tensor, centres: Tensor, k: int, block: int = 1024, 
     picked = torch.empty(k, dtype=torch.long, device=points.device)
     i = 0
     while i < k:
-        rows = torch.topk(nearest, min(lookahead, n - i)).indices.sort().values  # ascending: argmax ties -> smaller index
+        rows = (
+            torch.topk(nearest, min(lookahead, n - i)).indices.sort().values
+        )  # ascending: argmax ties -> smaller index
         outside = nearest.clone()
         outside[rows] = -float("inf")
         bound = outside.max()  # no point outside the block is farther than this, now or later

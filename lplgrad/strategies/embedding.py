@@ -1,4 +1,5 @@
 """What the embedding strategies read of M: pooled last-stage features, and the classifier's input."""
+
 from __future__ import annotations
 
 import torch

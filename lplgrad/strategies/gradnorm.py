@@ -4,6 +4,7 @@ Score of x = norm of dH(x)/dtheta over the parameters theta of M, M in eval mode
 (paper Eq. 6-8, docs/method.md §3). ``norm="per_tensor"`` (default) sums each tensor's L2 norm as the
 authors' code does; ``norm="global"`` is the Frobenius norm of the paper's text.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -49,7 +50,9 @@ def auto_chunk_size(model: nn.Module, example: Tensor, budget_bytes: int, most: 
     """
     sizes = []
     hooks = [
-        m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size() if isinstance(o, Tensor) else 0))
+        m.register_forward_hook(
+            lambda m, i, o: sizes.append(o.numel() * o.element_size() if isinstance(o, Tensor) else 0)
+        )
         for m in model.modules()
         if not list(m.children())
     ]

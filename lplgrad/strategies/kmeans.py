@@ -7,6 +7,7 @@ from the same float32 weights whatever the device, so a GPU and a CPU cluster al
 floating-point rounding of the distances, float64 here). Memory: the points and one (N, K)
 distance matrix.
 """
+
 from __future__ import annotations
 
 import torch

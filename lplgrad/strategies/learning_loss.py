@@ -1,4 +1,5 @@
 """LearningLoss (Yoo & Kweon, CVPR 2019): highest loss predicted by the auxiliary model A first."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Rand: b random samples of the candidate subset (docs/method.md, "Baselines")."""
+
 from __future__ import annotations
 
 import torch

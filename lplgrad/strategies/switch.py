@@ -1,5 +1,6 @@
 """One strategy until the labeled set reaches a size, another after: a cold-start strategy for
 the first rounds (TypiClust), then one for a trained network (BADGE, LPLgrad's query, ...)."""
+
 from __future__ import annotations
 
 from torch import Tensor

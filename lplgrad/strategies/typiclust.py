@@ -14,6 +14,7 @@ step is scikit-learn's on the CPU (``clustering: sklearn``, the default, which t
 used), or lplgrad's own on the measures' device (``clustering: torch``, :mod:`lplgrad.strategies.kmeans`:
 for large S on a GPU); either gives the same picks on a GPU as on a CPU.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -45,14 +46,25 @@ def cluster(points: Tensor, n_clusters: int, seed: int, minibatch_above: int, cl
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     x = points.double().cpu().numpy()
-    algo = (MiniBatchKMeans(n_clusters, random_state=seed, n_init=3, batch_size=4096) if n_clusters > minibatch_above
-            else KMeans(n_clusters, random_state=seed, n_init=3))
+    algo = (
+        MiniBatchKMeans(n_clusters, random_state=seed, n_init=3, batch_size=4096)
+        if n_clusters > minibatch_above
+        else KMeans(n_clusters, random_state=seed, n_init=3)
+    )
     return torch.from_numpy(algo.fit_predict(x)).long()
 
 
-def typiclust_picks(cand: Tensor, labeled: Tensor | None, k: int, seed: int, neighbours: int = 20,
-                    min_size: int = 5, max_clusters: int = 500, minibatch_above: int = 50,
-                    clustering: str = "sklearn") -> Tensor:
+def typiclust_picks(
+    cand: Tensor,
+    labeled: Tensor | None,
+    k: int,
+    seed: int,
+    neighbours: int = 20,
+    min_size: int = 5,
+    max_clusters: int = 500,
+    minibatch_above: int = 50,
+    clustering: str = "sklearn",
+) -> Tensor:
     """Indices into ``cand`` (N, D) in pick order. ``labeled``: (L, D) or None."""
     n_lab = 0 if labeled is None else labeled.shape[0]
     points = cand if labeled is None else torch.cat([labeled, cand])
@@ -91,8 +103,13 @@ class TypiClust(QueryStrategy):
 
     uses_labeled = True
 
-    def __init__(self, neighbours: int = 20, min_size: int = 5, max_clusters: int = 500,
-                 clustering: Literal["sklearn", "torch"] = "sklearn") -> None:
+    def __init__(
+        self,
+        neighbours: int = 20,
+        min_size: int = 5,
+        max_clusters: int = 500,
+        clustering: Literal["sklearn", "torch"] = "sklearn",
+    ) -> None:
         if clustering not in ("sklearn", "torch"):
             raise ConfigError(f"strategy clustering must be 'sklearn' or 'torch', got {clustering!r}")
         self.neighbours, self.min_size, self.max_clusters = neighbours, min_size, max_clusters
@@ -103,8 +120,16 @@ class TypiClust(QueryStrategy):
 
     def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
-        picked = typiclust_picks(measures, ctx.labeled, ctx.k, seed, self.neighbours, self.min_size, self.max_clusters,
-                                 clustering=self.clustering)
+        picked = typiclust_picks(
+            measures,
+            ctx.labeled,
+            ctx.k,
+            seed,
+            self.neighbours,
+            self.min_size,
+            self.max_clusters,
+            clustering=self.clustering,
+        )
         scores = torch.zeros(measures.shape[0])
         scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
         return scores

@@ -1,4 +1,5 @@
 """Classic uncertainty sampling on M's softmax output: Entropy, Margin, Least confidence."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """A callback that skews one process's clock as :class:`~lplgrad.callbacks.RoundCheckpoint` reads
 it, so that under DDP only that process finds a timed save due."""
+
 from __future__ import annotations
 
 import time
@@ -26,4 +27,5 @@ class SkewClock(Callback):
                 def skewed(cb=cb):  # every call after a save is "hours" later than the last
                     saved[0] += 1
                     return start + saved[0] * self.hours * 3600.0
+
                 cb.clock = skewed

@@ -4,6 +4,7 @@ run wait for its marker file, never for a time.
 Given on the command line with :func:`pause_args`, so that the resume command (without them)
 is the run's own command.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,8 @@ class PauseAt(RoundCallback):
 
 def pause_args(marker: Path, epoch: int, at: str = "epoch_start", batch: int = 0, once: bool = False) -> list[str]:
     """The command-line options that add :class:`PauseAt` to a ``fit`` run."""
-    spec = {"class_path": "helpers.pause.PauseAt",
-            "init_args": {"marker": str(marker), "epoch": epoch, "at": at, "batch": batch, "once": once}}
+    spec = {
+        "class_path": "helpers.pause.PauseAt",
+        "init_args": {"marker": str(marker), "epoch": epoch, "at": at, "batch": batch, "once": once},
+    }
     return ["--trainer.callbacks+", json.dumps(spec)]

@@ -1,4 +1,5 @@
 """What the tests read back from a run: its folder, its rounds, and the per-sample loss they score."""
+
 from __future__ import annotations
 
 import csv

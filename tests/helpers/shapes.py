@@ -1,4 +1,5 @@
 """A tiny folder of coloured shapes for the labeling app's tests, and one labeling run over it."""
+
 from __future__ import annotations
 
 import csv
@@ -49,17 +50,33 @@ def append(path: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def run(images: Path, out: Path, *extra: str) -> dict:
-    return cli_main([
-        "--config", CONFIG, "--images", str(images), "--out", str(out),
-        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.max_epochs", "1", "--model.backbone.init_args.width", "2",
-        "--data.image_size", "16", "--data.query_size", str(B), "--data.min_labels", "6",
-        *extra,
-    ])
+    return cli_main(
+        [
+            "--config",
+            CONFIG,
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.max_epochs",
+            "1",
+            "--model.backbone.init_args.width",
+            "2",
+            "--data.image_size",
+            "16",
+            "--data.query_size",
+            str(B),
+            "--data.min_labels",
+            "6",
+            *extra,
+        ]
+    )
 
 
 def read_to_label(round_dir: Path) -> list[dict]:
     with open(round_dir / "to_label.csv", newline="") as f:
         return list(csv.DictReader(f))
-
-

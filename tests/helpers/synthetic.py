@@ -2,6 +2,7 @@
 .mat files, Caltech-101 and image-folder JPEG/PNG trees), for tests and for benchmarks that must
 not download anything. Sizes are parameters: a handful of images for a test, the full 50,000 of
 CIFAR-10 for ``benchmarks/protocol_cost.py``."""
+
 from __future__ import annotations
 
 import pickle
@@ -39,8 +40,14 @@ def write_cifar100(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 
     for name, n in (("train", n_train), ("test", n_test)):
         x = _images(rng, n, 32, 32, 3).transpose(0, 3, 1, 2).reshape(n, 3072)
         with open(d / name, "wb") as f:
-            pickle.dump({"data": x, "fine_labels": rng.integers(0, 100, n).tolist(),
-                         "coarse_labels": rng.integers(0, 20, n).tolist()}, f)
+            pickle.dump(
+                {
+                    "data": x,
+                    "fine_labels": rng.integers(0, 100, n).tolist(),
+                    "coarse_labels": rng.integers(0, 20, n).tolist(),
+                },
+                f,
+            )
     with open(d / "meta", "wb") as f:
         pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
 
