@@ -6,7 +6,7 @@ import sys
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from tqdm import tqdm
 
 from lplgrad.callbacks.base import RoundCallback
 
@@ -23,7 +23,7 @@ class QueryProgressBar(RoundCallback):
     """
 
     def __init__(self) -> None:
-        self.bar: Tqdm | None = None
+        self.bar: tqdm | None = None
         self.total = 0
         self.done = 0
         self.what = ""
@@ -45,7 +45,7 @@ class QueryProgressBar(RoundCallback):
             return
         round_ = getattr(pl_module, "round_index", None)
         desc = f"Round {round_} query" if round_ is not None else "Query"
-        self.bar = Tqdm(
+        self.bar = tqdm(
             desc=f"{desc} ({what})",
             total=self.total,
             position=2 * main.process_position + 1,  # where Lightning puts its validation bar
