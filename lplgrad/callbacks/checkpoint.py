@@ -77,7 +77,7 @@ class RoundCheckpoint(RoundCallback):
         if trainer.world_size > 1:
             due = trainer.strategy.broadcast(due, src=0)  # one decision for every process
         if self._round_ended or due:
-            trainer.save_checkpoint(self.path)  # a collective: rank 0 writes
+            trainer.save_checkpoint(self.path, weights_only=False)  # the whole state; a collective: rank 0 writes
             self._round_ended = False
             self._last_save = self.clock()
             self._last_step = trainer.global_step
