@@ -8,7 +8,7 @@ import pytest
 from lplgrad.cli import cli_main as fit_main
 from lplgrad.errors import ConfigError, DataError, LabelingError, LPLgradError, RunExistsError, TrainingDivergedError
 from lplgrad.label import cli_main as label_main
-from helpers.shapes import make_shapes, write_labels
+from helpers.shapes import TINY_LABEL, make_shapes, write_labels
 from helpers.tiny import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +39,7 @@ def label_args(tmp_path: Path, *extra: str) -> list[str]:
         str(tmp_path / "labels.csv"),
         "--out",
         str(tmp_path / "out"),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.max_epochs",
-        "1",
-        "--model.backbone.init_args.width",
-        "2",
-        "--data.image_size",
-        "16",
+        *TINY_LABEL,
         "--data.min_labels",
         "4",
         *extra,

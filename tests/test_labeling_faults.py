@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers.runs import HANG_S, ENV
-from helpers.shapes import CONFIG, make_shapes, run, write_labels
+from helpers.shapes import CONFIG, TINY_LABEL, make_shapes, run, write_labels
 from lplgrad.labeling.label_studio import import_export, local_files_prefix, read_export
 from lplgrad.labeling.scan import scan_folder
 from lplgrad.runfolder import RunFolder
@@ -65,16 +65,7 @@ def test_a_round_killed_half_written_is_invisible_and_redone(tmp_path, shapes, c
         str(out),
         "--labels",
         str(labels),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.max_epochs",
-        "1",
-        "--model.backbone.init_args.width",
-        "2",
-        "--data.image_size",
-        "16",
+        *TINY_LABEL,
         "--data.min_labels",
         "6",
     ]

@@ -44,6 +44,10 @@ def write_labels(path: Path, rows: list[tuple[str, str]]) -> None:
     path.write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in rows))
 
 
+#: a labelling run sized for the tests: CPU, no bar, one epoch, a width-2 ResNet on 16x16 images
+TINY_LABEL = "--trainer.accelerator cpu --trainer.enable_progress_bar false --trainer.max_epochs 1 --model.backbone.init_args.width 2 --data.image_size 16".split()
+
+
 def append(path: Path, rows: list[tuple[str, str]]) -> None:
     with open(path, "a") as f:
         f.write("".join(f"{p},{c}\n" for p, c in rows))
@@ -58,16 +62,7 @@ def run(images: Path, out: Path, *extra: str) -> dict:
             str(images),
             "--out",
             str(out),
-            "--trainer.accelerator",
-            "cpu",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.max_epochs",
-            "1",
-            "--model.backbone.init_args.width",
-            "2",
-            "--data.image_size",
-            "16",
+            *TINY_LABEL,
             "--data.query_size",
             str(B),
             "--data.min_labels",
