@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.losses import loss_prediction_loss
 from lplgrad.nets import LossPredictionHead, ResNet18
+from lplgrad.nets.dropout import attach_head_dropout
 
 
 def sgd(params: Iterable) -> torch.optim.Optimizer:
@@ -24,6 +25,16 @@ def sgd(params: Iterable) -> torch.optim.Optimizer:
 def multistep(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """The paper's CIFAR schedule: lr x0.1 at epoch 160 of each round."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[160], gamma=0.1)
+
+
+def initial_weights(learner: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """A CPU copy of M's and A's state (weights and BatchNorm statistics), by attribute name."""
+    parts = {"net": learner.net, "loss_head": learner.loss_head}
+    return {
+        name: {k: v.detach().cpu().clone() for k, v in part.state_dict().items()}
+        for name, part in parts.items()
+        if part is not None
+    }
 
 
 def _as_list(x) -> list:
@@ -50,6 +61,10 @@ class ActiveLearner(LightningModule):
         compile: ``torch.compile`` M for training steps: true, or a dict of its arguments (``mode``,
             ``backend``, ...). The query and evaluation run M uncompiled: the query's per-layer
             hooks need the eager modules, and each round compiles nothing new.
+        head_dropout: the rate of a dropout layer put before M's classifier (0: none, the
+            default), for the strategies that sample M with dropout (BALD, BatchBALD).
+        retrain_from_scratch: start M and A again from their initial weights (the pretrained
+            ones, where the backbone loads some) every round, instead of continuing them.
     """
 
     def __init__(
@@ -65,6 +80,8 @@ class ActiveLearner(LightningModule):
         schedule_aux: bool = False,
         channels_last: bool = False,
         compile: bool | dict[str, Any] = False,
+        head_dropout: float = 0.0,
+        retrain_from_scratch: bool = False,
         optimizer: OptimizerCallable = sgd,
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
@@ -80,6 +97,12 @@ class ActiveLearner(LightningModule):
             )
         self._compile_args = ({} if compile is True else dict(compile)) if compile else None
         self.loss_head = LossPredictionHead(self.net.feature_channels, aux_hidden) if use_aux else None
+        if not 0.0 <= head_dropout < 1.0:
+            raise ConfigError(f"model.head_dropout must be in [0, 1), got {head_dropout}")
+        self.head_dropout = attach_head_dropout(self.net, head_dropout) if head_dropout > 0 else None
+        self.retrain_from_scratch = retrain_from_scratch
+        # the weights every round starts from: a copy on the CPU, made only when they are needed
+        self._initial_weights = initial_weights(self) if retrain_from_scratch else None
         self.margin, self.aux_weight, self.epoch_loss = margin, aux_weight, epoch_loss
         self.schedule_aux = schedule_aux
         self._optimizer, self._scheduler = optimizer, scheduler
@@ -174,6 +197,14 @@ class ActiveLearner(LightningModule):
         schedule count the round's epochs from there. The rounds loop calls it when a round
         starts (and on a resume); a run of one round (the labeling app) keeps (0, 0)."""
         self.round_index, self.round_first_epoch = index, first_epoch
+
+    def advance_round(self, index: int, first_epoch: int) -> None:
+        """The rounds loop moves on to round ``index``: as :meth:`start_round`, and with
+        ``retrain_from_scratch`` M and A start again from their initial weights."""
+        self.start_round(index, first_epoch)
+        if self._initial_weights is not None:
+            for name, state in self._initial_weights.items():
+                getattr(self, name).load_state_dict(state)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_in_round = self.current_epoch - self.round_first_epoch

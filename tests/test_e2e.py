@@ -83,11 +83,13 @@ NEEDS = {
 @pytest.mark.parametrize("name", EXPORTED)
 def test_every_strategy_runs(tmp_path, tiny_fit, name):
     use_aux = getattr(strategies, name).requires_aux
+    dropout = ["--model.head_dropout", "0.5"] if getattr(strategies, name).requires_dropout else []
     cli = cli_main(
         tiny_fit(
             "--strategy",
             f"lplgrad.strategies.{name}",
             *NEEDS.get(name, []),
+            *dropout,
             "--model.use_aux",
             str(use_aux).lower(),
             "--data.budget",

@@ -173,7 +173,7 @@ class ActiveLearningLoop(Callback):
         if k > 0:
             self.round += 1
             self.round_start_epoch = trainer.current_epoch + 1
-            learner.start_round(self.round, self.round_start_epoch)
+            learner.advance_round(self.round, self.round_start_epoch)  # (or M and A anew: retrain_from_scratch)
             trainer.strategy.setup_optimizers(trainer)  # fresh optimisers and schedules
             self._reload_setting = trainer.reload_dataloaders_every_n_epochs
             trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the train loader next epoch

@@ -15,6 +15,7 @@ class Method:
     strategy: str | None  # class path given to --strategy (None: the configs say)
     use_aux: bool | None  # --model.use_aux (None: the configs say)
     configs: tuple[str, ...] = ()  # config files layered after the base config
+    options: tuple[str, ...] = ()  # further options the method cannot do without
 
     def config_options(self) -> list[str]:
         """``--config`` for each of the method's config files (they come after the base configs)."""
@@ -27,7 +28,7 @@ class Method:
             out += ["--strategy", self.strategy]
         if self.use_aux is not None:
             out += ["--model.use_aux", "true" if self.use_aux else "false"]
-        return out
+        return out + list(self.options)
 
 
 def arm(spec: str) -> Method:
@@ -40,8 +41,14 @@ def arm(spec: str) -> Method:
     return Method(name, name, None, None, tuple(f.strip() for f in files.split(",") if f.strip()))
 
 
-def _m(name: str, cls: str, use_aux: bool, slug: str | None = None) -> Method:
-    return Method(name, slug or name, f"lplgrad.strategies.{cls}", use_aux)
+def _m(name: str, cls: str, use_aux: bool, slug: str | None = None, options: tuple[str, ...] = ()) -> Method:
+    return Method(name, slug or name, f"lplgrad.strategies.{cls}", use_aux, options=options)
+
+
+#: the dropout the BALD papers put before a CNN's classifier (Gal et al. 2017; Kirsch et al. 2019)
+BALD_DROPOUT = ("--model.head_dropout", "0.5")
+#: M and A started again from their initial weights every round
+FROM_SCRATCH = ("--model.retrain_from_scratch", "true")
 
 
 #: the paper's methods (Table III) and the other uncertainty baselines, in table order
@@ -63,7 +70,18 @@ ABLATION = _m("LPLgrad w/o A", "LPLgrad", False, slug="LPLgrad-wo-A")
 #: strategies for pretrained backbones and cold start, not in the paper's comparison
 EXTRA: tuple[Method, ...] = (_m("BADGE", "BADGE", False), _m("TypiClust", "TypiClust", False))
 
-ALL: tuple[Method, ...] = (*METHODS, ABLATION, *EXTRA)
+#: the methods of the related work and of other tools (docs/method.md §9), and the from-scratch arms
+RELATED: tuple[Method, ...] = (
+    _m("BALD", "BALD", False, options=BALD_DROPOUT),
+    _m("BatchBALD", "BatchBALD", False, options=BALD_DROPOUT),
+    _m("VAAL", "VAAL", False),
+    _m("WAAL", "WAAL", False),
+    _m("ProbCover", "ProbCover", False),
+    _m("LPLgrad (from scratch)", "LPLgrad", True, slug="LPLgrad-scratch", options=FROM_SCRATCH),
+    _m("Random (from scratch)", "Random", False, slug="Random-scratch", options=FROM_SCRATCH),
+)
+
+ALL: tuple[Method, ...] = (*METHODS, ABLATION, *EXTRA, *RELATED)
 
 
 def by_key(key: str) -> Method:

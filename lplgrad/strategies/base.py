@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lplgrad.errors import ConfigError
+from lplgrad.nets.dropout import dropout_layers
 
 #: per-sample measures: one tensor (N, ...) or a tuple of them, each with N rows (gathered row-wise)
 Measures = Union[Tensor, tuple["Measures", ...]]
@@ -38,6 +39,10 @@ class Learner(Protocol):
 
     net: nn.Module
     loss_head: nn.Module | None
+    #: the dropout layer before M's classifier (``model.head_dropout``), or None
+    head_dropout: nn.Dropout | None
+    #: the round being trained or queried (0 in a run of one round)
+    round_index: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class QueryStrategy(ABC):
     requires_aux: bool = False
     #: True when :meth:`scores` needs the measures of the labeled set as well
     uses_labeled: bool = False
+    #: True when :meth:`measure` samples M with dropout (BALD, BatchBALD): a learner without any
+    #: dropout layer is refused
+    requires_dropout: bool = False
     #: False when :meth:`measure` reads nothing of the images but their number (the loader then
     #: yields empty rows instead of decoding them)
     needs_images: bool = True
@@ -84,9 +92,22 @@ class QueryStrategy(ABC):
 
 
 def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
-    """Stop with one line when ``strategy`` needs A and the learner trains M alone."""
+    """Stop with one line when ``strategy`` needs A and the learner trains M alone, or needs
+    dropout and M has none."""
+    name = type(strategy).__name__
     if strategy.requires_aux and learner.loss_head is None:
-        raise ConfigError(f"{type(strategy).__name__} queries with the loss-prediction model: set model.use_aux true")
+        raise ConfigError(f"{name} queries with the loss-prediction model: set model.use_aux true")
+    if strategy.requires_dropout and not has_dropout(learner):
+        raise ConfigError(
+            f"{name} samples M with dropout, and this backbone has none: set model.head_dropout "
+            "(0.5 in the BALD papers) to put a dropout layer before its classifier"
+        )
+
+
+def has_dropout(learner: Learner) -> bool:
+    """Whether M has a dropout layer to sample from (before its classifier, or anywhere in it)."""
+    head = getattr(learner, "head_dropout", None)
+    return (head is not None and head.p > 0) or bool(dropout_layers(learner.net))
 
 
 def select_top(indices: Tensor, scores: Tensor, k: int) -> Tensor:

@@ -19,6 +19,7 @@ class SwitchAt(QueryStrategy):
         self.first, self.then, self.labeled = first, then, labeled
         self.requires_aux = first.requires_aux or then.requires_aux
         self.uses_labeled = first.uses_labeled or then.uses_labeled
+        self.requires_dropout = first.requires_dropout or then.requires_dropout
 
     def measure(self, learner: Learner, x: Tensor) -> tuple[Measures, Measures]:
         return self.first.measure(learner, x), self.then.measure(learner, x)
