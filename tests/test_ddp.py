@@ -16,18 +16,28 @@ from helpers.runs import HANG_S
 from lplgrad.nets import SmallCNN
 from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.strategies import ScoreContext
-from lplgrad.strategies import Coreset, Entropy, LPLgrad, Random
+from lplgrad.nets.dropout import attach_head_dropout
+from lplgrad.strategies import BALD, BatchBALD, Coreset, Entropy, LPLgrad, ProbCover, Random
 from helpers.tiny import tiny_fit_args
 from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
-STRATEGIES = {"LPLgrad": LPLgrad, "Coreset": Coreset, "Random": Random, "Entropy": Entropy}
+STRATEGIES = {
+    "LPLgrad": LPLgrad,
+    "Coreset": Coreset,
+    "Random": Random,
+    "Entropy": Entropy,
+    "BALD": BALD,
+    "BatchBALD": BatchBALD,
+    "ProbCover": ProbCover,
+}
 
 
 def learner() -> nn.Module:
     torch.manual_seed(0)
     m = nn.Module()
     m.net = SmallCNN(5, 3, 4)
+    m.head_dropout, m.round_index = attach_head_dropout(m.net, 0.5), 2  # for BALD and BatchBALD
     with torch.no_grad():
         m.net.train()
         m.net(torch.randn(16, 3, 12, 12))

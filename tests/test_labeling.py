@@ -263,3 +263,33 @@ def test_datamodule_alone(tmp_path, shapes):
     assert x.shape == (4, 3, 16, 16) and set(y.tolist()) <= {0, 1, 2}
     x, y = next(iter(dm.pool_dataloader(dm.split.unlabeled()[:3])))
     assert x.shape == (3, 3, 16, 16) and y.tolist() == [-1, -1, -1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--strategy", "lplgrad.strategies.BALD", "--model.head_dropout", "0.5"],
+        ["--strategy", "lplgrad.strategies.BatchBALD", "--model.head_dropout", "0.5"],
+        ["--strategy", "lplgrad.strategies.ProbCover"],
+    ],
+    ids=["BALD", "BatchBALD", "ProbCover"],
+)
+def test_the_related_methods_propose_in_the_labeling_app(tmp_path, shapes, extra):
+    images, truth = shapes
+    labels = tmp_path / "labels.csv"
+    write_labels(labels, [(p, truth[p]) for p in sorted(truth)[:9]])
+    s = run(images, tmp_path / "out", "--labels", str(labels), *extra)
+    assert s["mode"] == "trained" and s["strategy"].startswith(extra[1].rsplit(".", 1)[1] + "(")
+    proposed = [r["path"] for r in read_to_label(Path(s["round_dir"]))]
+    assert len(proposed) == B == len(set(proposed)) and not set(proposed) & set(sorted(truth)[:9])
+    assert run(images, tmp_path / "again", "--labels", str(labels), *extra)["proposed"] == proposed  # seeded
+
+
+def test_bald_without_dropout_is_one_line(tmp_path, shapes, capsys):
+    images, truth = shapes
+    labels = tmp_path / "labels.csv"
+    write_labels(labels, [(p, truth[p]) for p in sorted(truth)[:9]])
+    with pytest.raises(SystemExit):
+        run(images, tmp_path / "out", "--labels", str(labels), "--strategy", "lplgrad.strategies.BALD")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "set model.head_dropout" in err[0]

@@ -155,3 +155,30 @@ def test_epoch_metrics_are_sample_weighted_means_seen_by_callbacks():
     ).fit(m, loader)
     for k, v in want.items():
         assert abs(seen[k] - v.item()) < 1e-5, k
+
+
+class WeightsAtRoundStart(Callback):
+    """M's and A's weights at the first batch of every round (the round's first epoch)."""
+
+    def __init__(self):
+        self.first = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and pl_module.epoch_in_round == 0:
+            self.first.append({k: v.clone() for k, v in pl_module.state_dict().items()})
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+def test_retrain_from_scratch_starts_every_round_from_the_initial_weights(tmp_path, scratch):
+    extra = ["--model.retrain_from_scratch", "true"] if scratch else []
+    args = tiny_fit_args(tmp_path, *extra, subcommand=False, query=10, subset=40, budget=40, epochs=2)
+    cli = cli_main(args, run=False)
+    initial = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    spy = WeightsAtRoundStart()
+    cli.trainer.callbacks.append(spy)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert len(spy.first) == 3 and all(torch.equal(spy.first[0][k], initial[k]) for k in initial)
+    for later in spy.first[1:]:
+        same = all(torch.equal(later[k], initial[k]) for k in initial)
+        assert same == scratch  # from scratch: M and A (BatchNorm statistics too) as at the start
+    assert cli.model.hparams.retrain_from_scratch == scratch  # recorded with the run's hyperparameters

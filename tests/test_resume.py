@@ -75,6 +75,29 @@ def test_kill_after_round_checkpoint_then_resume_matches_uninterrupted(tmp_path)
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["crashed", "reference"]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--strategy", "lplgrad.strategies.BALD", "--model.head_dropout", "0.5"],
+        ["--strategy", "lplgrad.strategies.BatchBALD", "--model.head_dropout", "0.5"],
+        ["--strategy", "lplgrad.strategies.ProbCover"],
+        ["--model.retrain_from_scratch", "true"],
+    ],
+    ids=["BALD", "BatchBALD", "ProbCover", "from-scratch"],
+)
+def test_new_methods_resume_exactly(tmp_path, extra):
+    """The dropout masks, the sampled configurations, the cover's random fill and the initial
+    weights a from-scratch run returns to are all the same after a resume."""
+    run(command(tmp_path, "reference", *extra))
+    ref = check_complete(tmp_path / "digits" / "reference")
+    cmd = command(tmp_path, "crashed", *extra)
+    kill_at(cmd, tmp_path, 2 * EPOCHS + 3)  # inside round 2, after round 1's checkpoint
+    run(cmd + ["--ckpt_path", "last"])
+    got = check_complete(tmp_path / "digits" / "crashed")
+    assert [r["queried"] for r in got] == [r["queried"] for r in ref]
+    assert [r["test_acc"] for r in got] == pytest.approx([r["test_acc"] for r in ref], abs=1e-6)
+
+
 def test_kill_between_two_checkpoints_then_resume_matches_uninterrupted(tmp_path):
     """Checkpoints come at round ends (and every N minutes): a run killed well into a round
     redoes that round's epochs from the last checkpoint and ends exactly as an uninterrupted one."""
