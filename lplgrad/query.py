@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from lplgrad.inference import run_eval
 from lplgrad.split import Split
-from lplgrad.strategies.base import Learner, Measures, QueryStrategy, ScoreContext, select_top
+from lplgrad.strategies.base import FitData, Learner, Measures, QueryStrategy, ScoreContext, select_top
 
 AllGather = Callable[[Tensor], Tensor]  # (n, ...) on each process -> (world, n, ...)
 LoaderFor = Callable[[Tensor, bool], DataLoader]  # (pool indices, with images?) -> their loader, in order
@@ -125,6 +125,7 @@ class Placement:
     rank: int = 0
     world: int = 1
     all_gather: AllGather | None = None
+    broadcast: Callable[[object, int], object] | None = None  # (object, source rank) -> rank 0's object
 
 
 @dataclass
@@ -154,6 +155,22 @@ def _measure_shard(
     return gather_padded(mine, map_measures(lambda m: m[: len(mine)], meas), where.world, where.all_gather)
 
 
+def fit_strategy(
+    learner: Learner, strategy: QueryStrategy, pool: QueryPool, round_: int, where: Placement, train_steps: int
+) -> None:
+    """A strategy that ``trains`` fits its networks on rank 0 (seeded by the round: a resumed run
+    fits them again identically); every process then installs rank 0's result, so that all
+    measure with the same networks."""
+    split = pool.split
+    state = None
+    if where.rank == 0:
+        data = FitData(split.labeled, split.unlabeled(), pool.loader_for, where.device, train_steps)
+        state = strategy.fit(learner, data, split.generator(round_, "fit"))
+    if where.world > 1 and where.broadcast is not None:
+        state = where.broadcast(state, 0)
+    strategy.load_fitted(state, where.device)
+
+
 def query(
     learner: Learner,
     strategy: QueryStrategy,
@@ -162,12 +179,16 @@ def query(
     k: int,
     where: Placement | None = None,
     progress: QueryProgress | None = None,
+    train_steps: int = 0,
 ) -> QueryResult:
     """Score round ``round_``'s candidates (S, or the whole pool) and select the ``k`` best. The
-    same on every process; ``where`` says which shard of the measuring this one does."""
+    same on every process; ``where`` says which shard of the measuring this one does.
+    ``train_steps``: M's training steps this round (what a strategy that ``trains`` matches)."""
     where = where or Placement()
     progress = progress or QueryProgress()
     split = pool.split
+    if strategy.trains:
+        fit_strategy(learner, strategy, pool, round_, where, train_steps)
     cand = split.candidates(round_, pool.subset_size)
     cand_idx, cand_meas = _measure_shard(learner, strategy, cand, pool.loader_for, where, progress, "candidates")
     lab_meas = None

@@ -27,7 +27,7 @@ def test_methods_and_which_use_a():
     uses_aux = {m.name: m.use_aux for m in choose_methods(ablation=True)}
     assert [n for n, a in uses_aux.items() if a] == ["LPLgrad", "LearningLoss"]
     with pytest.raises(KeyError):
-        choose_methods(["VAAL"])
+        choose_methods(["WAAL"])
 
 
 def test_the_related_presets_carry_the_options_they_need(tmp_path):

@@ -91,13 +91,26 @@ def test_two_process_selection_equals_one_process(tmp_path, name, n):
         assert torch.load(tmp_path / f"sel.{r}").tolist() == single.tolist()
 
 
-def test_two_process_experiment(tmp_path):
+@pytest.mark.parametrize(
+    "extra", [[], ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"]], ids=["LPLgrad", "VAAL"]
+)
+def test_two_process_experiment(tmp_path, extra):
+    """Both processes select the same images (the loop stops if they do not); VAAL's networks are
+    trained on rank 0 and broadcast to the other."""
     cmd = [
         sys.executable,
         "-m",
         "lplgrad",
         *tiny_fit_args(
-            tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu", subset=61
+            tmp_path,
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+            *extra,
+            subset=61,
         ),
     ]
     out = subprocess.run(

@@ -76,7 +76,8 @@ NEEDS = {
         "lplgrad.strategies.BADGE",
         "--strategy.init_args.labeled",
         "30",
-    ]
+    ],
+    "VAAL": ["--strategy.init_args.width", "4"],
 }
 
 

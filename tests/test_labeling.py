@@ -271,8 +271,9 @@ def test_datamodule_alone(tmp_path, shapes):
         ["--strategy", "lplgrad.strategies.BALD", "--model.head_dropout", "0.5"],
         ["--strategy", "lplgrad.strategies.BatchBALD", "--model.head_dropout", "0.5"],
         ["--strategy", "lplgrad.strategies.ProbCover"],
+        ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"],
     ],
-    ids=["BALD", "BatchBALD", "ProbCover"],
+    ids=["BALD", "BatchBALD", "ProbCover", "VAAL"],
 )
 def test_the_related_methods_propose_in_the_labeling_app(tmp_path, shapes, extra):
     images, truth = shapes

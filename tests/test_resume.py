@@ -82,12 +82,13 @@ def test_kill_after_round_checkpoint_then_resume_matches_uninterrupted(tmp_path)
         ["--strategy", "lplgrad.strategies.BatchBALD", "--model.head_dropout", "0.5"],
         ["--strategy", "lplgrad.strategies.ProbCover"],
         ["--model.retrain_from_scratch", "true"],
+        ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"],
     ],
-    ids=["BALD", "BatchBALD", "ProbCover", "from-scratch"],
+    ids=["BALD", "BatchBALD", "ProbCover", "from-scratch", "VAAL"],
 )
 def test_new_methods_resume_exactly(tmp_path, extra):
-    """The dropout masks, the sampled configurations, the cover's random fill and the initial
-    weights a from-scratch run returns to are all the same after a resume."""
+    """The dropout masks, the sampled configurations, the cover's random fill, the initial
+    weights a from-scratch run returns to and VAAL's networks are all the same after a resume."""
     run(command(tmp_path, "reference", *extra))
     ref = check_complete(tmp_path / "digits" / "reference")
     cmd = command(tmp_path, "crashed", *extra)

@@ -184,8 +184,16 @@ class ActiveLearningLoop(Callback):
     def query(self, trainer: Trainer, learner: LightningModule, k: int) -> QueryResult:
         """Score this round's candidates, every process its shard, and select ``k`` of them."""
         dm: ActiveDataModule = trainer.datamodule
-        where = Placement(learner.device, trainer.global_rank, trainer.world_size, trainer.strategy.all_gather)
-        return query(learner, self.strategy, dm.query_pool(), self.round, k, where, _ForwardProgress(trainer, learner))
+        where = Placement(
+            learner.device,
+            trainer.global_rank,
+            trainer.world_size,
+            trainer.strategy.all_gather,
+            trainer.strategy.broadcast,
+        )
+        steps = int(trainer.num_training_batches) * self.epochs_per_round  # M's steps this round
+        progress = _ForwardProgress(trainer, learner)
+        return query(learner, self.strategy, dm.query_pool(), self.round, k, where, progress, steps)
 
     @staticmethod
     def _check_processes_agree(trainer: Trainer, labeled: torch.Tensor, round_: int) -> None:

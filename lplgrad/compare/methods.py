@@ -74,6 +74,7 @@ EXTRA: tuple[Method, ...] = (_m("BADGE", "BADGE", False), _m("TypiClust", "TypiC
 RELATED: tuple[Method, ...] = (
     _m("BALD", "BALD", False, options=BALD_DROPOUT),
     _m("BatchBALD", "BatchBALD", False, options=BALD_DROPOUT),
+    _m("VAAL", "VAAL", False),
     _m("ProbCover", "ProbCover", False),
     _m("LPLgrad (from scratch)", "LPLgrad", True, slug="LPLgrad-scratch", options=FROM_SCRATCH),
     _m("Random (from scratch)", "Random", False, slug="Random-scratch", options=FROM_SCRATCH),

@@ -40,11 +40,17 @@ class Proposal:
 
 
 def propose(
-    learner: nn.Module, dm: LabelFolderData, strategy: QueryStrategy, k: int, round_: int, device: torch.device
+    learner: nn.Module,
+    dm: LabelFolderData,
+    strategy: QueryStrategy,
+    k: int,
+    round_: int,
+    device: torch.device,
+    train_steps: int = 0,
 ) -> Proposal:
     """Score the candidates with ``strategy`` (M in eval mode) and keep the ``k`` best (all of
-    them when there are fewer)."""
-    result = query(learner, strategy, dm.query_pool(), round_, k, Placement(device))
+    them when there are fewer). ``train_steps``: M's training steps this run."""
+    result = query(learner, strategy, dm.query_pool(), round_, k, Placement(device), train_steps=train_steps)
     score_of = dict(zip(result.candidates.tolist(), result.scores.tolist()))
     return Proposal(
         result.selected, torch.tensor([score_of[i] for i in result.selected.tolist()]), len(result.candidates)

@@ -101,7 +101,7 @@ def propose_step(
     t0 = time.monotonic()
     learner.to(device)
     if len(dm.split.unlabeled()):
-        proposal = propose(learner, dm, training.strategy, dm.query_size, round_, device)
+        proposal = propose(learner, dm, training.strategy, dm.query_size, round_, device, training.steps)
         if training.mode is TrainingMode.TRAINED:
             predict(learner, dm, proposal, device)
     else:

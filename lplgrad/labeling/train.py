@@ -50,6 +50,7 @@ class Training:
     resumed: Path | None  # the checkpoint the network started from
     accuracy: float | None  # on the augmented labeled images, at the last epoch
     seconds: float
+    steps: int = 0  # M's training steps (what a strategy that trains, VAAL, matches)
 
 
 def starting_checkpoint(resume: bool, resume_from: str | None, out: Path) -> Path | None:
@@ -96,6 +97,7 @@ def train(
     )
     trainer.fit(learner, datamodule=dm)
     acc = trainer.callback_metrics.get("train/acc")
+    steps = int(trainer.num_training_batches) * int(trainer.max_epochs)
     return Training(
-        strategy, TrainingMode.TRAINED, None, resumed, None if acc is None else float(acc), time.monotonic() - t0
+        strategy, TrainingMode.TRAINED, None, resumed, None if acc is None else float(acc), time.monotonic() - t0, steps
     )

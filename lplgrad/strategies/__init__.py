@@ -11,6 +11,7 @@ from lplgrad.strategies.random import Random
 from lplgrad.strategies.switch import SwitchAt
 from lplgrad.strategies.typiclust import TypiClust
 from lplgrad.strategies.uncertainty import Entropy, LeastConfidence, Margin
+from lplgrad.strategies.vaal import VAAL
 
 __all__ = [
     "BADGE",
@@ -30,6 +31,7 @@ __all__ = [
     "ScoreContext",
     "SwitchAt",
     "TypiClust",
+    "VAAL",
     "check_learner",
     "k_center_greedy",
     "select_top",

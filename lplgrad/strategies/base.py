@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol, Union
+from collections.abc import Callable
+from typing import Any, Protocol, Union
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,19 @@ class Learner(Protocol):
 
 
 @dataclass(frozen=True)
+class FitData:
+    """What :meth:`QueryStrategy.fit` may read: the labeled and unlabeled pool indices, a loader
+    over any pool indices (the evaluation transform, in order), the device, and the number of
+    training steps M made this round (VAAL makes as many iterations)."""
+
+    labeled: Tensor
+    unlabeled: Tensor
+    loader_for: Callable[[Tensor, bool], Any]
+    device: torch.device
+    train_steps: int
+
+
+@dataclass(frozen=True)
 class ScoreContext:
     """What :meth:`QueryStrategy.scores` may read besides the candidates' measures.
 
@@ -73,6 +87,9 @@ class QueryStrategy(ABC):
     #: True when :meth:`measure` samples M with dropout (BALD, BatchBALD): a learner without any
     #: dropout layer is refused
     requires_dropout: bool = False
+    #: True when the strategy trains networks of its own before it measures (VAAL): the query
+    #: calls :meth:`fit` first, on one process, and hands the result to the others
+    trains: bool = False
     #: False when :meth:`measure` reads nothing of the images but their number (the loader then
     #: yields empty rows instead of decoding them)
     needs_images: bool = True
@@ -85,6 +102,15 @@ class QueryStrategy(ABC):
     def scores(self, measures: Measures, ctx: ScoreContext) -> Tensor:
         """Scores of all candidates from their gathered measures. (N, ...) -> (N,)"""
         return measures
+
+    def fit(self, learner: Learner, data: FitData, generator: torch.Generator) -> Any:
+        """(``trains`` only) Train the strategy's own networks on the round's images; returns
+        their state, which :meth:`load_fitted` installs on every process before it measures."""
+        raise NotImplementedError
+
+    def load_fitted(self, state: Any, device: torch.device) -> None:
+        """(``trains`` only) Install what :meth:`fit` returned (on this process's device)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
