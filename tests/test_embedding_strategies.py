@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lplgrad.query import score_and_select
-from lplgrad.strategies import BADGE, Coreset, ScoreContext, SwitchAt, TypiClust
+from lplgrad.strategies import BADGE, Coreset, QueryStrategy, ScoreContext, SwitchAt, TypiClust
 from lplgrad.strategies.badge import gradient_factors, kmeans_pp, sq_dist_to
 from lplgrad.strategies.typiclust import typicality, typiclust_picks
 
@@ -91,7 +91,7 @@ def test_typiclust_scores_through_the_strategy():
 
 
 def test_switch_uses_the_first_strategy_below_the_size_then_the_second():
-    class Fixed:
+    class Fixed(QueryStrategy):
         uses_labeled, requires_aux = False, False
 
         def __init__(self, value):
@@ -138,3 +138,10 @@ def test_torch_kmeans_finds_separated_groups_and_takes_the_best_seeding():
     start = xd[:4]
     _, inertia = lloyd(xd, sq, start, 100)
     assert inertia <= float(sq_distances(xd, sq, start).min(1).values.sum())
+
+
+def test_switch_fits_the_part_that_trains():
+    from lplgrad.strategies import VAAL, Random
+
+    s = SwitchAt(Random(), VAAL(width=4), labeled=3)
+    assert s.trains and not SwitchAt(Random(), Coreset(), 3).trains

@@ -3,9 +3,12 @@ the first rounds (TypiClust), then one for a trained network (BADGE, LPLgrad's q
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor
 
-from lplgrad.strategies.base import Learner, Measures, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import FitData, Learner, Measures, QueryStrategy, ScoreContext
 
 
 class SwitchAt(QueryStrategy):
@@ -20,6 +23,16 @@ class SwitchAt(QueryStrategy):
         self.requires_aux = first.requires_aux or then.requires_aux
         self.uses_labeled = first.uses_labeled or then.uses_labeled
         self.requires_dropout = first.requires_dropout or then.requires_dropout
+        self.trains = first.trains or then.trains
+
+    def fit(self, learner: Learner, data: FitData, generator: torch.Generator) -> tuple[Any, Any]:
+        """Each part that trains fits its networks (the other's slot stays None)."""
+        return tuple(p.fit(learner, data, generator) if p.trains else None for p in (self.first, self.then))
+
+    def load_fitted(self, state: tuple[Any, Any], device: torch.device) -> None:
+        for part, st in zip((self.first, self.then), state):
+            if part.trains:
+                part.load_fitted(st, device)
 
     def measure(self, learner: Learner, x: Tensor) -> tuple[Measures, Measures]:
         return self.first.measure(learner, x), self.then.measure(learner, x)
