@@ -18,7 +18,7 @@ from lplgrad.query import gather_padded, measure, score_and_select, shard
 from lplgrad.strategies import ScoreContext
 from lplgrad.nets.dropout import attach_head_dropout
 from lplgrad.strategies import BALD, BatchBALD, Coreset, Entropy, LPLgrad, ProbCover, Random
-from helpers.tiny import tiny_fit_args
+from helpers.tiny import DDP_TWO_CPU, tiny_fit_args
 from helpers.records import rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,17 +101,7 @@ def test_two_process_experiment(tmp_path, extra):
         sys.executable,
         "-m",
         "lplgrad",
-        *tiny_fit_args(
-            tmp_path,
-            "--trainer.strategy",
-            "ddp",
-            "--trainer.devices",
-            "2",
-            "--trainer.accelerator",
-            "cpu",
-            *extra,
-            subset=61,
-        ),
+        *tiny_fit_args(tmp_path, *DDP_TWO_CPU, *extra, subset=61),
     ]
     out = subprocess.run(
         cmd,

@@ -7,7 +7,7 @@ import sys
 from helpers.pause import pause_args
 from helpers.runs import HANG_S, ENV, start_and_kill
 from lplgrad.records import read_rounds
-from helpers.tiny import tiny_fit_args
+from helpers.tiny import DDP_TWO_CPU, tiny_fit_args
 
 
 def ddp(save_dir, version, *extra):
@@ -17,12 +17,7 @@ def ddp(save_dir, version, *extra):
         "lplgrad",
         *tiny_fit_args(
             save_dir,
-            "--trainer.strategy",
-            "ddp",
-            "--trainer.devices",
-            "2",
-            "--trainer.accelerator",
-            "cpu",
+            *DDP_TWO_CPU,
             "--trainer.logger.init_args.version",
             version,
             "--checkpoint.every_minutes",

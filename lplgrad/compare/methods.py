@@ -70,7 +70,7 @@ ABLATION = _m("LPLgrad w/o A", "LPLgrad", False, slug="LPLgrad-wo-A")
 #: strategies for pretrained backbones and cold start, not in the paper's comparison
 EXTRA: tuple[Method, ...] = (_m("BADGE", "BADGE", False), _m("TypiClust", "TypiClust", False))
 
-#: the methods of the related work and of other tools (docs/method.md §9), and the from-scratch arms
+#: the methods of the related work and of other tools (docs/method.md §8), and the from-scratch arms
 RELATED: tuple[Method, ...] = (
     _m("BALD", "BALD", False, options=BALD_DROPOUT),
     _m("BatchBALD", "BatchBALD", False, options=BALD_DROPOUT),

@@ -1,6 +1,6 @@
 """Dropout before a backbone's classifier, and Monte Carlo dropout at query time.
 
-BALD and BatchBALD (docs/method.md §9) read the network's predictive distribution under dropout.
+BALD and BatchBALD (docs/method.md §8) read the network's predictive distribution under dropout.
 A backbone without dropout gets one layer before its classifier, as Gal et al. (ICML 2017) and
 Kirsch et al. (NeurIPS 2019) do for their CNNs: ``model.head_dropout p`` (off by default).
 
@@ -34,6 +34,12 @@ def attach_head_dropout(net: nn.Module, p: float) -> HeadDropout:
     layer = HeadDropout(p)
     net.head.register_forward_pre_hook(layer)
     return layer
+
+
+def head_rate(learner: nn.Module) -> float:
+    """The rate of the dropout before the learner's classifier (its ``head_dropout``; 0 when none)."""
+    layer = getattr(learner, "head_dropout", None)
+    return float(layer.p) if layer is not None else 0.0
 
 
 def dropout_layers(module: nn.Module) -> list[nn.Dropout]:

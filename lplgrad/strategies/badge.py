@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, pick_order_scores
 from lplgrad.strategies.embedding import probabilities_and_penultimate
 
 
@@ -68,6 +68,4 @@ class BADGE(QueryStrategy):
     def scores(self, measures: tuple[Tensor, Tensor], ctx: ScoreContext) -> Tensor:
         probs, h = measures
         picked = kmeans_pp(gradient_factors(probs), h, ctx.k, ctx.generator)
-        scores = torch.zeros(probs.shape[0])
-        scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
-        return scores  # the seeding order: first pick highest, unpicked 0
+        return pick_order_scores(picked, probs.shape[0])  # the seeding order: first pick highest, unpicked 0

@@ -1,5 +1,5 @@
 """BALD and BatchBALD: mutual information between a label and the network's weights, under MC
-dropout (docs/method.md §9).
+dropout (docs/method.md §8).
 
 BALD (Houlsby et al. 2011; Gal, Islam and Ghahramani, ICML 2017) scores each candidate alone:
 I(y; w | x) = H[mean_t p(y | x, w_t)] - mean_t H[p(y | x, w_t)]. BatchBALD (Kirsch, van Amersfoort
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from lplgrad.errors import ConfigError
-from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, pick_order_scores
 from lplgrad.strategies.batchbald import batchbald_picks
 from lplgrad.strategies.mc_dropout import mc_log_probs, query_seed
 
@@ -79,6 +79,4 @@ class BatchBALD(_MCDropoutStrategy):
 
     def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
         picked = batchbald_picks(measures.float().exp(), ctx.k, self.configurations, ctx.generator)
-        scores = torch.zeros(measures.shape[0])
-        scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
-        return scores
+        return pick_order_scores(picked, measures.shape[0])

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lplgrad.errors import ConfigError
-from lplgrad.nets.dropout import dropout_layers
+from lplgrad.nets.dropout import dropout_layers, head_rate
 
 #: per-sample measures: one tensor (N, ...) or a tuple of them, each with N rows (gathered row-wise)
 Measures = Union[Tensor, tuple["Measures", ...]]
@@ -132,8 +132,15 @@ def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
 
 def has_dropout(learner: Learner) -> bool:
     """Whether M has a dropout layer to sample from (before its classifier, or anywhere in it)."""
-    head = getattr(learner, "head_dropout", None)
-    return (head is not None and head.p > 0) or bool(dropout_layers(learner.net))
+    return head_rate(learner) > 0 or bool(dropout_layers(learner.net))
+
+
+def pick_order_scores(picked: Tensor, n: int, device: torch.device | None = None) -> Tensor:
+    """Scores of n candidates from picks in order: the first pick highest (len(picked)), the
+    next one less, the unpicked 0. picked (k,) indices into the n -> (n,)"""
+    scores = torch.zeros(n, device=device)
+    scores[picked] = torch.arange(len(picked), 0, -1, device=device, dtype=scores.dtype)
+    return scores
 
 
 def select_top(indices: Tensor, scores: Tensor, k: int) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, pick_order_scores
 from lplgrad.strategies.embedding import last_stage_embedding
 
 
@@ -85,6 +85,4 @@ class Coreset(QueryStrategy):
     def scores(self, measures: Tensor, ctx: ScoreContext) -> Tensor:
         centres = ctx.labeled if ctx.labeled is not None else measures.new_zeros(0, measures.shape[1])
         picked = k_center_greedy(measures, centres, ctx.k)
-        scores = torch.zeros(measures.shape[0], device=measures.device)
-        scores[picked] = torch.arange(len(picked), 0, -1, device=measures.device, dtype=scores.dtype)
-        return scores  # the greedy order: first pick highest, unpicked 0
+        return pick_order_scores(picked, measures.shape[0], measures.device)  # the greedy order, first pick highest

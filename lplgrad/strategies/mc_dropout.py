@@ -1,6 +1,6 @@
 """T stochastic forward passes with dropout active: the class probabilities under MC dropout.
 
-Two paths, chosen by where the network's dropout is (docs/method.md §9):
+Two paths, chosen by where the network's dropout is (docs/method.md §8):
 
 - dropout only before the classifier (``model.head_dropout``): the backbone runs once per image
   in eval mode, and only the classifier T times, on T masked copies of its input;
@@ -17,20 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lplgrad.nets.dropout import consistent_dropout, consistent_masks, dropout_layers
+from lplgrad.nets.dropout import consistent_dropout, consistent_masks, dropout_layers, head_rate
 from lplgrad.split import mix_seed
 from lplgrad.strategies.base import Learner
+from lplgrad.strategies.embedding import probabilities_and_penultimate
 
 #: the most rows (T copies x images) one backbone forward of the full path takes, by device type:
 #: on a CPU small forwards stay in cache (benchmarks/bald_speed.py: 128 rows ran as fast as T plain
 #: passes of 256 images, 2,048 rows 1.6x slower); a GPU wants large ones
 MAX_ROWS = {"cpu": 128, "cuda": 4096}
-
-
-def head_rate(learner: Learner) -> float:
-    """The rate of the dropout before M's classifier (0 when there is none)."""
-    layer = getattr(learner, "head_dropout", None)
-    return float(layer.p) if layer is not None else 0.0
 
 
 def query_seed(learner: Learner, seed: int) -> int:
@@ -40,14 +35,10 @@ def query_seed(learner: Learner, seed: int) -> int:
 
 def _head_only(learner: Learner, x: Tensor, samples: int, seed: int) -> Tensor:
     """Backbone once, classifier T times. x: (B, ...) -> log-probabilities (B, T, C)"""
-    seen: list[Tensor] = []
     head = learner.net.head
-    handle = head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
-    try:
-        learner.net(x)
-    finally:
-        handle.remove()
-    h = seen[-1].flatten(1)  # (B, D), the classifier's input (head dropout is off in eval mode)
+    _, h = probabilities_and_penultimate(
+        learner, x
+    )  # (B, D), the classifier's input (head dropout is off in eval mode)
     masks = consistent_masks((h.shape[1],), head_rate(learner), samples, mix_seed(seed, 1_000), h.device)
     masked = (masks[:, None, :].to(h.dtype) * h[None]).reshape(samples * h.shape[0], -1)  # (T * B, D)
     logits = torch.nn.functional.linear(masked, head.weight, head.bias)

@@ -1,5 +1,5 @@
 """ProbCover (Yehuda, Dekel, Hacohen and Weinshall, NeurIPS 2022): maximum coverage of the
-embedding space by balls of radius delta, for very small budgets (docs/method.md §9).
+embedding space by balls of radius delta, for very small budgets (docs/method.md §8).
 
 Points: M's pooled last-stage embeddings of the labeled set and the candidates, L2-normalised.
 The ball graph has an edge x -> x' when ||x - x'|| <= delta. A greedy pick takes the candidate
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from lplgrad.errors import ConfigError
-from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, pick_order_scores
 from lplgrad.strategies.embedding import last_stage_embedding
 
 
@@ -112,6 +112,4 @@ class ProbCover(QueryStrategy):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
         delta = self.delta if self.delta is not None else choose_delta(points, classes, self.purity, seed)
         picks = greedy_cover(ball_graph(points, delta), len(lab), ctx.k, ctx.generator)
-        scores = torch.zeros(measures.shape[0])
-        scores[torch.tensor(picks, dtype=torch.long) - len(lab)] = torch.arange(len(picks), 0, -1, dtype=scores.dtype)
-        return scores
+        return pick_order_scores(torch.tensor(picks, dtype=torch.long) - len(lab), measures.shape[0])

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from lplgrad.errors import ConfigError
-from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext
+from lplgrad.strategies.base import Learner, QueryStrategy, ScoreContext, pick_order_scores
 from lplgrad.strategies.embedding import last_stage_embedding
 from lplgrad.strategies.kmeans import kmeans
 
@@ -130,6 +130,4 @@ class TypiClust(QueryStrategy):
             self.max_clusters,
             clustering=self.clustering,
         )
-        scores = torch.zeros(measures.shape[0])
-        scores[picked] = torch.arange(len(picked), 0, -1, dtype=scores.dtype)
-        return scores
+        return pick_order_scores(picked, measures.shape[0])
