@@ -18,7 +18,7 @@ from lplgrad.budget import Budget
 from lplgrad.datasets import ImageDataset, Transformed
 from lplgrad.errors import ConfigError, DataError
 from lplgrad.loader_kind import LoaderKind, choose_kind
-from lplgrad.pool_data import PoolData
+from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import EpochShuffle, drop_single_last, run_seed
 from lplgrad.split import Split
 
@@ -187,11 +187,40 @@ class ActiveDataModule(PoolData):
         return self.sizes.rounds_left(len(self.split), self.pool_size)
 
     # ---- loaders --------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader | TensorBatches:
+    def train_dataloader(self):
+        """The labeled set's training batches; paired with as many unlabeled images when the
+        learner trains on them too (:meth:`PoolData.pair_unlabeled`)."""
+        labeled = self._train_loader(self.split.labeled, self.pool.targets)
+        if not self.learner_trains_on_unlabeled():
+            return labeled
+        trainer, n = self.trainer, len(self.split.labeled)
+        rank, world = trainer.global_rank, trainer.world_size
+        partners = UnlabeledPartners(
+            self.split.unlabeled(),
+            n,
+            run_seed(self.seed),
+            trainer.current_epoch,
+            rank,
+            world,
+            self.batch_size,
+            drop_single_last(math.ceil(n / world), self.batch_size),
+            lambda rows, epoch: self._train_loader(rows, None, epoch, sharded=True),
+        )
+        return self.pair_unlabeled(labeled, partners)
+
+    def _train_loader(
+        self, indices: Tensor, targets: Tensor | None, epoch: int | None = None, sharded: bool = False
+    ) -> DataLoader | TensorBatches:
+        """Training batches of the pool images at ``indices``, shuffled by (seed, epoch) and
+        augmented. ``targets`` None: every label is -1 (unlabeled images); ``sharded``: the
+        indices are this process's share already (they are served in the order given)."""
         trainer = self.trainer
-        epoch = trainer.current_epoch if trainer is not None else 0
-        labeled = self.split.labeled
+        if epoch is None:
+            epoch = trainer.current_epoch if trainer is not None else 0
+        labeled = indices
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if sharded:
+            rank, world = 0, 1
         per_process = math.ceil(len(labeled) / world)  # a distributed sampler pads every share to this
         if per_process < 2:
             raise ConfigError(
@@ -203,7 +232,7 @@ class ActiveDataModule(PoolData):
         if self.arrays is not None:  # shuffled by the same permutation as the PIL path
             return TensorBatches(
                 self.arrays[0],
-                self.pool.targets,
+                self.pool.targets if targets is not None else torch.full((self.pool_size,), -1),
                 labeled,
                 self.batch_size,
                 self.dataset.mean,
@@ -220,8 +249,11 @@ class ActiveDataModule(PoolData):
             )
         gen = torch.Generator()
         sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
+        view = self._train_view if targets is not None else WithoutLabels(self._train_view)
+        if sharded:  # a fresh loader every epoch, in the order drawn (Lightning leaves it unsharded)
+            return self.loader(Subset(view, labeled.tolist()), self.batch_size, drop_last=drop_last)
         return self.loader(
-            Subset(self._train_view, labeled.tolist()),
+            Subset(view, labeled.tolist()),
             self.batch_size,
             persistent=True,
             sampler=sampler,

@@ -45,3 +45,16 @@ def margin_uncertainty(logits: Tensor) -> Tensor:
 def least_confidence(logits: Tensor) -> Tensor:
     """One minus the largest class probability. (B, C) -> (B,)"""
     return 1.0 - F.softmax(logits, dim=1).max(dim=1).values
+
+
+def waal_score(logits: Tensor, critic: Tensor, selection: float = 10.0) -> Tensor:
+    """WAAL's query score, higher = label first (Shui et al., AISTATS 2020; the authors' code):
+    ``selection * D(z) - (||log p||_2 + sum_c -log p_c) / 2``. The second term is smallest for a
+    uniform prediction, so uncertain images score high; D(z), the critic's value in (0, 1), is
+    high for images unlike the labeled ones. The authors sort the negation in ascending order.
+
+    logits (B, C), critic (B,) -> (B,)
+    """
+    logp = F.log_softmax(logits.float(), dim=1)
+    uncertainty = 0.5 * logp.norm(2, dim=1) + 0.5 * (-logp).sum(dim=1)
+    return selection * critic.float() - uncertainty

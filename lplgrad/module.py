@@ -11,9 +11,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lplgrad.adversary import WAALAdversary, critic_gradients, wasserstein_gap
 from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.losses import loss_prediction_loss
 from lplgrad.nets import LossPredictionHead, ResNet18
+from lplgrad.nets.classifier_input import classifier_inputs
 from lplgrad.nets.dropout import attach_head_dropout
 
 
@@ -28,8 +30,8 @@ def multistep(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRSc
 
 
 def initial_weights(learner: nn.Module) -> dict[str, dict[str, Tensor]]:
-    """A CPU copy of M's and A's state (weights and BatchNorm statistics), by attribute name."""
-    parts = {"net": learner.net, "loss_head": learner.loss_head}
+    """A CPU copy of M's, A's and the critic's state (weights and BatchNorm statistics), by attribute name."""
+    parts = {"net": learner.net, "loss_head": learner.loss_head, "critic": learner.critic}
     return {
         name: {k: v.detach().cpu().clone() for k, v in part.state_dict().items()}
         for name, part in parts.items()
@@ -39,6 +41,17 @@ def initial_weights(learner: nn.Module) -> dict[str, dict[str, Tensor]]:
 
 def _as_list(x) -> list:
     return x if isinstance(x, list) else [x]
+
+
+def _unpack(batch) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(labeled images, their labels, unlabeled images or None) of a training batch: a pair, or the
+    data module's {"labeled": pair, "unlabeled": pair} when the learner trains on unlabeled images
+    too (the unlabeled pair's second item is a row of -1: no label is read)."""
+    if isinstance(batch, dict):
+        (x, y), (x_u, _) = batch["labeled"], batch["unlabeled"]
+        return x, y, x_u
+    x, y = batch
+    return x, y, None
 
 
 class ActiveLearner(LightningModule):
@@ -65,6 +78,9 @@ class ActiveLearner(LightningModule):
             default), for the strategies that sample M with dropout (BALD, BatchBALD).
         retrain_from_scratch: start M and A again from their initial weights (the pretrained
             ones, where the backbone loads some) every round, instead of continuing them.
+        adversary: train M against a Wasserstein critic on its classifier input, with a batch of
+            unlabeled images beside every labeled one (WAAL, :mod:`lplgrad.adversary`; None: no
+            critic, the default). The WAAL strategy queries with the critic.
     """
 
     def __init__(
@@ -82,11 +98,13 @@ class ActiveLearner(LightningModule):
         compile: bool | dict[str, Any] = False,
         head_dropout: float = 0.0,
         retrain_from_scratch: bool = False,
+        adversary: WAALAdversary | None = None,
         optimizer: OptimizerCallable = sgd,
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        # the adversary is an object (checkpoints load with weights_only=True): config.yaml records it
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler", "adversary"])
         self.net = backbone(num_classes, in_channels)
         self.channels_last = channels_last
         if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs
@@ -100,6 +118,9 @@ class ActiveLearner(LightningModule):
         if not 0.0 <= head_dropout < 1.0:
             raise ConfigError(f"model.head_dropout must be in [0, 1), got {head_dropout}")
         self.head_dropout = attach_head_dropout(self.net, head_dropout) if head_dropout > 0 else None
+        self.adversary = adversary
+        self.critic = adversary.build(self.net.head.in_features) if adversary is not None else None
+        self._gamma = 1.0  # the critic's labeled-term weight, set as each epoch starts
         self.retrain_from_scratch = retrain_from_scratch
         # the weights every round starts from: a copy on the CPU, made only when they are needed
         self._initial_weights = initial_weights(self) if retrain_from_scratch else None
@@ -131,11 +152,25 @@ class ActiveLearner(LightningModule):
         state.pop("_compiled_net", None)  # copies and pickles compile again when they train
         return state
 
-    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """(total, mean cross-entropy, ranking loss or None, logits) of a batch."""
+    @property
+    def trains_on_unlabeled(self) -> bool:
+        """Whether each training batch needs unlabeled images beside the labeled ones (WAAL's
+        critic): the data modules read this flag and pair every labeled batch with one."""
+        return self.critic is not None
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits, feats = (self.train_net() if self.training else self.net)(x)
+        return (self.train_net() if self.training else self.net)(x)
+
+    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """(total, mean cross-entropy, ranking loss or None, logits) of a batch."""
+        logits, feats = self._forward(x)
+        return self._supervised(logits, feats, y)
+
+    def _supervised(
+        self, logits: Tensor, feats: list[Tensor], y: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         target_loss = F.cross_entropy(logits, y, reduction="none")  # (B,)
         ce = target_loss.mean()
         if self.loss_head is None:
@@ -145,21 +180,54 @@ class ActiveLearner(LightningModule):
         aux = loss_prediction_loss(self.loss_head(feats), target_loss, self.margin)
         return ce + self.aux_weight * aux, ce, aux, logits
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss, ce, aux, logits = self.losses(x, y)
-        opts = _as_list(self.optimizers())
+    def adversarial_losses(self, x: Tensor, y: Tensor, x_u: Tensor):
+        """WAAL's step (:mod:`lplgrad.adversary`): the supervised losses plus alpha times the
+        critic's gap between the unlabeled and the labeled batch's classifier inputs. Returns
+        (total, cross-entropy, ranking loss or None, logits, gap, z_l (B, D), z_u (B_u, D)); labeled
+        and unlabeled images pass through M separately, as in the authors' code."""
+        with classifier_inputs(self.net) as seen:
+            logits, feats = self._forward(x)
+            self._forward(x_u)
+        z_l, z_u = seen[0].flatten(1), seen[1].flatten(1)  # (B, D), (B_u, D)
+        loss, ce, aux, logits = self._supervised(logits, feats, y)
+        gap = wasserstein_gap(self.critic(z_u), self.critic(z_l), self._gamma)
+        return loss + self.adversary.alpha * gap, ce, aux, logits, gap, z_l, z_u
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        x, y, x_u = _unpack(batch)
+        opts = list(_as_list(self.optimizers()))
+        critic_opt = opts.pop() if self.critic is not None else None  # configure_optimizers puts it last
+        if critic_opt is not None:
+            loss, ce, aux, logits, gap, z_l, z_u = self.adversarial_losses(x, y, x_u)
+        else:
+            (loss, ce, aux, logits), gap = self.losses(x, y), None
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         for opt in opts:
             opt.step()
-        self._accumulate(loss, ce, aux, logits, y)
+        if critic_opt is not None:
+            self._critic_step(critic_opt, z_u, z_l)
+        self._accumulate(loss, ce, aux, logits, y, gap)
         if batch_idx + 1 == self.trainer.num_training_batches:
             self._log_epoch_metrics()
         return loss
 
-    def _accumulate(self, loss: Tensor, ce: Tensor, aux: Tensor | None, logits: Tensor, y: Tensor) -> None:
+    def _critic_step(self, opt, z_u: Tensor, z_l: Tensor) -> None:
+        """One step of the critic on the features of M's step. Its gradients are averaged over
+        the processes (one all-reduce), so every process's critic stays the same."""
+        grads = critic_gradients(self.critic, z_u, z_l, self._gamma, self.adversary)
+        if self.trainer.world_size > 1:
+            flat = self.trainer.strategy.reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
+            grads = list(torch.split(flat, [g.numel() for g in grads]))
+        opt.zero_grad(set_to_none=True)
+        for p, g in zip((p for p in self.critic.parameters() if p.requires_grad), grads):
+            p.grad = g.reshape(p.shape)
+        opt.step()
+
+    def _accumulate(
+        self, loss: Tensor, ce: Tensor, aux: Tensor | None, logits: Tensor, y: Tensor, gap: Tensor | None = None
+    ) -> None:
         """Epoch sums on the device: a few tensor ops a step instead of a ``self.log`` per metric,
         whose bookkeeping costs Lightning about 0.5 ms each on a CPU (benchmarks/train_speed.py),
         and no host sync: the loss's finiteness is checked once per epoch, on these sums."""
@@ -171,6 +239,7 @@ class ActiveLearner(LightningModule):
                 (aux.detach() if aux is not None else ce.new_zeros(())) * n,
                 (logits.detach().argmax(1) == y).sum().to(ce.dtype),
                 torch.full((), n, dtype=ce.dtype, device=ce.device),
+                (gap.detach() if gap is not None else ce.new_zeros(())) * n,
             ]
         ).double()
         self._epoch_sums = step if self._epoch_sums is None else self._epoch_sums + step
@@ -186,6 +255,8 @@ class ActiveLearner(LightningModule):
                 "checkpoint, of the epoch before, is kept (checkpoints/last.ckpt of the run folder)"
             )
         loss, ce, aux, correct = (sums[:4] / sums[4]).float().unbind()
+        if self.critic is not None:
+            self.log("train/critic_gap", (sums[5] / sums[4]).float(), on_step=False, on_epoch=True, batch_size=1)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
         self.log("train/ce", ce, on_step=False, on_epoch=True, batch_size=1)
         if self.loss_head is not None:
@@ -208,6 +279,9 @@ class ActiveLearner(LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.epoch_in_round = self.current_epoch - self.round_first_epoch
+        if self.critic is not None:  # the authors' |L| / |U| of the round, unless set
+            gamma = self.adversary.gamma
+            self._gamma = gamma if gamma is not None else self.trainer.datamodule.labeled_ratio()
         self._epoch_sums = None
         # stepping at the start of every epoch but a round's first equals stepping after each epoch,
         # and leaves the schedule right when a round's fresh optimisers were just made
@@ -220,5 +294,7 @@ class ActiveLearner(LightningModule):
     def configure_optimizers(self):
         groups = [self.net.parameters()] + ([self.loss_head.parameters()] if self.loss_head is not None else [])
         optimizers = [self._optimizer(g) for g in groups]
-        schedulers = [self._scheduler(o) for o in optimizers]
-        return optimizers, [{"scheduler": s, "interval": "epoch"} for s in schedulers]
+        schedulers = [{"scheduler": self._scheduler(o), "interval": "epoch"} for o in optimizers]
+        if self.critic is not None:  # last, without a schedule (the authors' constant lr)
+            optimizers.append(self.adversary.optimizer(self.critic.parameters()))
+        return optimizers, schedulers

@@ -3,14 +3,97 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable, Iterator
+
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lplgrad.datasets import Images, Placeholders, Transformed
 from lplgrad.query import QueryPool
-from lplgrad.split import Split
+from lplgrad.split import Split, mix_seed
+
+
+class WithoutLabels(Dataset):
+    """A view's images with -1 for every label: what a learner that trains on unlabeled images
+    receives of them (their labels are never read)."""
+
+    def __init__(self, view: Dataset) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, i: int):
+        return self.view[i][0], -1
+
+
+def unlabeled_partners(unlabeled: Tensor, n: int, seed: int, epoch: int) -> Tensor:
+    """n pool indices of unlabeled images to pair with the n labeled ones of an epoch: a random
+    draw without repetition (repeated only when fewer than n are unlabeled), seeded by (seed,
+    epoch) alone, so that a resumed run draws the same. unlabeled (U,) -> (n,)"""
+    if len(unlabeled) == 0:
+        raise ValueError("no unlabeled image is left to pair with the labeled ones")
+    g = torch.Generator().manual_seed(mix_seed(seed, epoch, 3))
+    rounds = -(-n // len(unlabeled))
+    order = torch.cat([torch.randperm(len(unlabeled), generator=g) for _ in range(rounds)])[:n]
+    return unlabeled[order]
+
+
+class UnlabeledPartners:
+    """An epoch's batches of unlabeled images, as many as the labeled set's (this process's share
+    of them). Like the labeled set's loader, it takes the epoch from ``sampler.set_epoch`` and
+    reads it at its first batch, not when its iterator is made: Lightning may make the epoch's
+    iterator before it sets the epoch (it does in the first epoch after a resume), so an
+    uninterrupted and a resumed run pair the same images.
+
+    Args:
+        unlabeled: the unlabeled pool indices; n: the labeled set's size.
+        seed, epoch: what the draw depends on (:func:`unlabeled_partners`).
+        rank, world: this process's ``rank::world`` share, padded by repetition as the labeled
+            set's distributed sampler pads it.
+        batch_size, drop_last: as the labeled loader's.
+        make_loader: (pool indices, epoch) -> the batches of those images, augmented, labels -1.
+    """
+
+    def __init__(
+        self,
+        unlabeled: Tensor,
+        n: int,
+        seed: int,
+        epoch: int,
+        rank: int,
+        world: int,
+        batch_size: int,
+        drop_last: bool,
+        make_loader: Callable[[Tensor, int], Iterable],
+    ) -> None:
+        self.unlabeled, self.n, self.seed, self.epoch = unlabeled, n, seed, epoch
+        self.rank, self.world, self.batch_size, self.drop_last = rank, world, batch_size, drop_last
+        self.make_loader = make_loader
+        self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) every epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rows(self, epoch: int) -> Tensor:
+        """Epoch ``epoch``'s images for this process. -> (ceil(n / world),)"""
+        rows = unlabeled_partners(self.unlabeled, self.n, self.seed, epoch)
+        if self.world > 1:
+            total = math.ceil(len(rows) / self.world) * self.world
+            rows = torch.cat([rows, rows[: total - len(rows)]])[self.rank :: self.world]
+        return rows
+
+    def __len__(self) -> int:
+        share = math.ceil(self.n / self.world)
+        return share // self.batch_size if self.drop_last else math.ceil(share / self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        epoch = self.epoch  # read at the first batch: this is a generator
+        yield from self.make_loader(self.rows(epoch), epoch)
 
 
 class PoolData(LightningDataModule):
@@ -30,6 +113,23 @@ class PoolData(LightningDataModule):
 
     def labels(self, indices: Tensor) -> Tensor:
         return self.pool.targets[indices]
+
+    def learner_trains_on_unlabeled(self) -> bool:
+        """Whether the trainer's learner asks for unlabeled images beside every labeled batch
+        (its ``trains_on_unlabeled`` flag: WAAL's critic)."""
+        trainer = self.trainer
+        return trainer is not None and bool(getattr(trainer.lightning_module, "trains_on_unlabeled", False))
+
+    def labeled_ratio(self) -> float:
+        """|L| / |U| of the split (WAAL's weight of the labeled term)."""
+        return len(self.split) / max(1, len(self.split.unlabeled()))
+
+    @staticmethod
+    def pair_unlabeled(labeled, unlabeled) -> CombinedLoader:
+        """Training batches of {"labeled": (x, y), "unlabeled": (x_u, -1s)}, the two loaders of
+        equally many batches iterated together (Lightning's CombinedLoader: each keeps its own
+        sampler, and a distributed run shards both)."""
+        return CombinedLoader({"labeled": labeled, "unlabeled": unlabeled}, mode="min_size")
 
     def device(self) -> torch.device:
         """The device the trainer runs on (the CPU before a trainer is attached)."""

@@ -27,11 +27,11 @@ def test_methods_and_which_use_a():
     uses_aux = {m.name: m.use_aux for m in choose_methods(ablation=True)}
     assert [n for n, a in uses_aux.items() if a] == ["LPLgrad", "LearningLoss"]
     with pytest.raises(KeyError):
-        choose_methods(["WAAL"])
+        choose_methods(["WAAL-GP"])
 
 
 def test_the_related_presets_carry_the_options_they_need(tmp_path):
-    methods = choose_methods(["BALD", "BatchBALD", "ProbCover", "lplgrad-scratch", "Random (from scratch)"])
+    methods = choose_methods(["BALD", "BatchBALD", "ProbCover", "WAAL", "lplgrad-scratch", "Random (from scratch)"])
     jobs = plan(["a.yaml"], methods, [0], tmp_path, python="PY")
     tails = [
         j.command[j.command.index("--strategy") : j.command.index("--trainer.logger.init_args.save_dir")] for j in jobs
@@ -40,6 +40,7 @@ def test_the_related_presets_carry_the_options_they_need(tmp_path):
         "--strategy lplgrad.strategies.BALD --model.use_aux false --model.head_dropout 0.5".split(),
         "--strategy lplgrad.strategies.BatchBALD --model.use_aux false --model.head_dropout 0.5".split(),
         "--strategy lplgrad.strategies.ProbCover --model.use_aux false".split(),
+        "--strategy lplgrad.strategies.WAAL --model.use_aux false --model.adversary lplgrad.adversary.WAALAdversary".split(),
         "--strategy lplgrad.strategies.LPLgrad --model.use_aux true --model.retrain_from_scratch true".split(),
         "--strategy lplgrad.strategies.Random --model.use_aux false --model.retrain_from_scratch true".split(),
     ]
@@ -47,6 +48,7 @@ def test_the_related_presets_carry_the_options_they_need(tmp_path):
         "BALD",
         "BatchBALD",
         "ProbCover",
+        "WAAL",
         "LPLgrad-scratch",
         "Random-scratch",
     ]

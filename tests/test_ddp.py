@@ -92,11 +92,18 @@ def test_two_process_selection_equals_one_process(tmp_path, name, n):
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"]], ids=["LPLgrad", "VAAL"]
+    "extra",
+    [
+        [],
+        ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"],
+        ["--strategy", "lplgrad.strategies.WAAL", "--model.adversary", "lplgrad.adversary.WAALAdversary"],
+    ],
+    ids=["LPLgrad", "VAAL", "WAAL"],
 )
 def test_two_process_experiment(tmp_path, extra):
     """Both processes select the same images (the loop stops if they do not); VAAL's networks are
-    trained on rank 0 and broadcast to the other."""
+    trained on rank 0 and broadcast to the other; WAAL's critic steps with the processes' averaged
+    gradients, so both query with the same critic."""
     cmd = [
         sys.executable,
         "-m",

@@ -78,6 +78,7 @@ NEEDS = {
         "30",
     ],
     "VAAL": ["--strategy.init_args.width", "4"],
+    "WAAL": ["--model.adversary", "lplgrad.adversary.WAALAdversary"],
 }
 
 

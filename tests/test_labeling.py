@@ -272,8 +272,9 @@ def test_datamodule_alone(tmp_path, shapes):
         ["--strategy", "lplgrad.strategies.BatchBALD", "--model.head_dropout", "0.5"],
         ["--strategy", "lplgrad.strategies.ProbCover"],
         ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"],
+        ["--strategy", "lplgrad.strategies.WAAL", "--model.adversary", "lplgrad.adversary.WAALAdversary"],
     ],
-    ids=["BALD", "BatchBALD", "ProbCover", "VAAL"],
+    ids=["BALD", "BatchBALD", "ProbCover", "VAAL", "WAAL"],
 )
 def test_the_related_methods_propose_in_the_labeling_app(tmp_path, shapes, extra):
     images, truth = shapes

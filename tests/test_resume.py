@@ -83,12 +83,14 @@ def test_kill_after_round_checkpoint_then_resume_matches_uninterrupted(tmp_path)
         ["--strategy", "lplgrad.strategies.ProbCover"],
         ["--model.retrain_from_scratch", "true"],
         ["--strategy", "lplgrad.strategies.VAAL", "--strategy.init_args.width", "4"],
+        ["--strategy", "lplgrad.strategies.WAAL", "--model.adversary", "lplgrad.adversary.WAALAdversary"],
     ],
-    ids=["BALD", "BatchBALD", "ProbCover", "from-scratch", "VAAL"],
+    ids=["BALD", "BatchBALD", "ProbCover", "from-scratch", "VAAL", "WAAL"],
 )
 def test_new_methods_resume_exactly(tmp_path, extra):
     """The dropout masks, the sampled configurations, the cover's random fill, the initial
-    weights a from-scratch run returns to and VAAL's networks are all the same after a resume."""
+    weights a from-scratch run returns to, VAAL's networks and WAAL's critic, its optimiser and
+    its unlabeled batches are all the same after a resume."""
     run(command(tmp_path, "reference", *extra))
     ref = check_complete(tmp_path / "digits" / "reference")
     cmd = command(tmp_path, "crashed", *extra)

@@ -47,6 +47,8 @@ def _m(name: str, cls: str, use_aux: bool, slug: str | None = None, options: tup
 
 #: the dropout the BALD papers put before a CNN's classifier (Gal et al. 2017; Kirsch et al. 2019)
 BALD_DROPOUT = ("--model.head_dropout", "0.5")
+#: WAAL's training of M against a Wasserstein critic (docs/method.md §8)
+WAAL_CRITIC = ("--model.adversary", "lplgrad.adversary.WAALAdversary")
 #: M and A started again from their initial weights every round
 FROM_SCRATCH = ("--model.retrain_from_scratch", "true")
 
@@ -75,6 +77,7 @@ RELATED: tuple[Method, ...] = (
     _m("BALD", "BALD", False, options=BALD_DROPOUT),
     _m("BatchBALD", "BatchBALD", False, options=BALD_DROPOUT),
     _m("VAAL", "VAAL", False),
+    _m("WAAL", "WAAL", False, options=WAAL_CRITIC),
     _m("ProbCover", "ProbCover", False),
     _m("LPLgrad (from scratch)", "LPLgrad", True, slug="LPLgrad-scratch", options=FROM_SCRATCH),
     _m("Random (from scratch)", "Random", False, slug="Random-scratch", options=FROM_SCRATCH),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from lplgrad.pool_data import PoolData
+from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import drop_single_last, run_seed
 from lplgrad.datasets import Images
 from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
@@ -160,10 +160,34 @@ class LabelFolderData(PoolData):
                 eval_transform(self.image_size, self.mean, self.std, resize=True),
             )
 
-    def train_dataloader(self) -> DataLoader:
-        idx = self.split.labeled.tolist()
+    def train_dataloader(self):
+        """The labeled images, shuffled and augmented; paired with as many unlabeled ones when the
+        learner trains on them too (WAAL's critic)."""
+        labeled = self._train_loader(self._train_view, self.split.labeled)
+        if not self.learner_trains_on_unlabeled():
+            return labeled
+        trainer, n = self.trainer, len(self.split.labeled)
+        partners = UnlabeledPartners(
+            self.split.unlabeled(),
+            n,
+            self.effective_seed,
+            trainer.current_epoch,
+            0,
+            1,  # the labelling app trains in one process
+            self.batch_size,
+            drop_single_last(n, self.batch_size),
+            lambda rows, epoch: self.loader(
+                Subset(WithoutLabels(self._train_view), rows.tolist()),
+                self.batch_size,
+                drop_last=drop_single_last(n, self.batch_size),
+            ),
+        )
+        return self.pair_unlabeled(labeled, partners)
+
+    def _train_loader(self, view, indices: Tensor) -> DataLoader:
+        idx = indices.tolist()
         return self.loader(
-            Subset(self._train_view, idx),
+            Subset(view, idx),
             self.batch_size,
             shuffle=True,
             drop_last=drop_single_last(len(idx), self.batch_size),

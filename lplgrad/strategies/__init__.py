@@ -12,6 +12,7 @@ from lplgrad.strategies.switch import SwitchAt
 from lplgrad.strategies.typiclust import TypiClust
 from lplgrad.strategies.uncertainty import Entropy, LeastConfidence, Margin
 from lplgrad.strategies.vaal import VAAL
+from lplgrad.strategies.waal import WAAL
 
 __all__ = [
     "BADGE",
@@ -32,6 +33,7 @@ __all__ = [
     "SwitchAt",
     "TypiClust",
     "VAAL",
+    "WAAL",
     "check_learner",
     "k_center_greedy",
     "select_top",

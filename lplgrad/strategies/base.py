@@ -44,6 +44,8 @@ class Learner(Protocol):
     head_dropout: nn.Dropout | None
     #: the round being trained or queried (0 in a run of one round)
     round_index: int
+    #: WAAL's critic on the classifier's input (``model.adversary``), or None
+    critic: nn.Module | None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class QueryStrategy(ABC):
     #: True when :meth:`measure` samples M with dropout (BALD, BatchBALD): a learner without any
     #: dropout layer is refused
     requires_dropout: bool = False
+    #: True when :meth:`measure` reads the critic M was trained against (WAAL): a learner without
+    #: one (``model.adversary``) is refused
+    requires_critic: bool = False
     #: True when the strategy trains networks of its own before it measures (VAAL): the query
     #: calls :meth:`fit` first, on one process, and hands the result to the others
     trains: bool = False
@@ -118,8 +123,8 @@ class QueryStrategy(ABC):
 
 
 def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
-    """Stop with one line when ``strategy`` needs A and the learner trains M alone, or needs
-    dropout and M has none."""
+    """Stop with one line when ``strategy`` needs A and the learner trains M alone, needs
+    dropout and M has none, or needs the critic of an adversarial training without one."""
     name = type(strategy).__name__
     if strategy.requires_aux and learner.loss_head is None:
         raise ConfigError(f"{name} queries with the loss-prediction model: set model.use_aux true")
@@ -127,6 +132,11 @@ def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
         raise ConfigError(
             f"{name} samples M with dropout, and this backbone has none: set model.head_dropout "
             "(0.5 in the BALD papers) to put a dropout layer before its classifier"
+        )
+    if strategy.requires_critic and getattr(learner, "critic", None) is None:
+        raise ConfigError(
+            f"{name} queries with the critic M is trained against: set model.adversary "
+            "lplgrad.adversary.WAALAdversary (its settings: docs/method.md §8)"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lplgrad.nets.classifier_input import classifier_inputs
 from lplgrad.nets.pool import pooled
 from lplgrad.strategies.base import Learner
 
@@ -18,11 +19,6 @@ def last_stage_embedding(learner: Learner, x: Tensor) -> Tensor:
 
 def probabilities_and_penultimate(learner: Learner, x: Tensor) -> tuple[Tensor, Tensor]:
     """M's class probabilities (B, C) and the input of its classifier (B, D), from one forward pass."""
-    seen: list[Tensor] = []
-    handle = learner.net.head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
-    try:
-        with torch.no_grad():
-            logits, _ = learner.net(x)
-    finally:
-        handle.remove()
+    with classifier_inputs(learner.net) as seen, torch.no_grad():
+        logits, _ = learner.net(x)
     return logits.float().softmax(1), seen[-1].float().flatten(1)

@@ -23,6 +23,7 @@ class SwitchAt(QueryStrategy):
         self.requires_aux = first.requires_aux or then.requires_aux
         self.uses_labeled = first.uses_labeled or then.uses_labeled
         self.requires_dropout = first.requires_dropout or then.requires_dropout
+        self.requires_critic = first.requires_critic or then.requires_critic
         self.trains = first.trains or then.trains
 
     def fit(self, learner: Learner, data: FitData, generator: torch.Generator) -> tuple[Any, Any]:
