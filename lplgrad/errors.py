@@ -62,3 +62,15 @@ class LabelStudioError(LPLgradError, RuntimeError):
     """Label Studio could not be reached, refused the key, or refused a request."""
 
     exit_code = 4
+
+
+class ModelFileError(LPLgradError, ValueError):
+    """A labeling round's network that ``python -m lplgrad.predict`` or ``python -m lplgrad.export``
+    cannot use: no checkpoint, an untrained (cold-start) one, an unreadable one, a missing config."""
+
+
+class ExportCheckError(LPLgradError, RuntimeError):
+    """An exported model (TorchScript or ONNX) whose outputs differ from the PyTorch network's by
+    more than the tolerance; nothing is left in the export folder."""
+
+    exit_code = 6
