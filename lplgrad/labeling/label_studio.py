@@ -17,6 +17,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -123,40 +124,85 @@ def _choice(result: Any, choices_name: str | None, where: str) -> str | None:
     return None
 
 
+def _when(ann: dict[str, Any]) -> float:
+    """An annotation's ``updated_at`` (else ``created_at``) as a POSIX time; -inf when it has none."""
+    value = ann.get("updated_at") or ann.get("created_at")
+    try:
+        t = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        t = None
+    if t is None:
+        return float("-inf")
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def latest_choice(annotations: Any, choices_name: str | None, where: str) -> tuple[str | None, tuple]:
+    """The class of a task's annotations, and the order key of the annotation it came from: the
+    latest annotation (by ``updated_at``, then ``id``; list order last) that was not cancelled
+    (``was_cancelled``: skipped) and holds a choice. (None, ()) when there is none."""
+    items = [_expect(a, dict, where, "an annotation") for a in _expect(annotations or [], list, where, "'annotations'")]
+    keys = [(_when(a), a["id"] if isinstance(a.get("id"), int) else -1, n) for n, a in enumerate(items)]
+    for key, ann in sorted(zip(keys, items), key=lambda pair: pair[0], reverse=True):
+        if not ann.get("was_cancelled"):
+            label = _choice(ann.get("result") or [], choices_name, where)
+            if label is not None:
+                return label, key
+    return None, ()
+
+
+def task_label(task: Any, n: int, prefix: str | None, choices_name: str) -> tuple[str, str | None, str | None, tuple]:
+    """One task (a full one, or a JSON-MIN row) -> (where, image path, class, order key of the
+    annotation it came from); path or class None when it has none."""
+    if not isinstance(task, dict):
+        return f"item {n}", None, None, ()
+    where = f"task {task.get('id', n)}"
+    if "data" in task:  # a full task
+        path = _path_of(_expect(task["data"], dict, where, "'data'"), prefix)
+        return (where, path, *latest_choice(task.get("annotations"), choices_name, where))
+    value = task.get(choices_name)  # JSON-MIN: data fields and the choice (by its name) side by side
+    if isinstance(value, dict):  # several choices: {"choices": [...]}
+        value = _first_choice(value.get("choices"), where)
+    return where, _path_of(task, prefix), value if isinstance(value, str) and value else None, ()
+
+
+def _no_path(where: str) -> str:
+    return f"{where}: no 'path' in its data (not made by python -m lplgrad.label?)"
+
+
 def labels_from_tasks(
     items: list[Any], prefix: str | None = None, choices_name: str = "label"
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Labels from Label Studio tasks (the JSON export's, the server's, or JSON-MIN rows) ->
-    ([(image path, class)], notes on tasks left out). A task's latest annotation that was not
-    cancelled is used."""
+    ([(image path, class)], notes on tasks left out); a task's class is :func:`latest_choice`'s."""
     pairs, notes = [], []
     for n, task in enumerate(items, 1):
+        where, path, label, _ = task_label(task, n, prefix, choices_name)
         if not isinstance(task, dict):
-            notes.append(f"item {n}: not a task")
-            continue
-        where = f"task {task.get('id', n)}"
-        if "data" in task:  # a full task
-            p = _path_of(_expect(task["data"], dict, where, "'data'"), prefix)
-            label = None
-            for ann in reversed(_expect(task.get("annotations") or [], list, where, "'annotations'")):
-                ann = _expect(ann, dict, where, "an annotation")
-                if not ann.get("was_cancelled"):
-                    label = _choice(ann.get("result") or [], choices_name, where)
-                    if label is not None:
-                        break
-        else:  # JSON-MIN: data fields and the choice (by its name) side by side
-            p = _path_of(task, prefix)
-            value = task.get(choices_name)
-            if isinstance(value, dict):  # several choices: {"choices": [...]}
-                value = _first_choice(value.get("choices"), where)
-            label = value if isinstance(value, str) else None
-        if p is None:
-            notes.append(f"{where}: no 'path' in its data (not made by python -m lplgrad.label?)")
-        elif not label:
-            notes.append(f"{where}: {p}: not labeled")
+            notes.append(f"{where}: not a task")
+        elif path is None:
+            notes.append(_no_path(where))
+        elif label is None:
+            notes.append(f"{where}: {path}: not labeled")
         else:
-            pairs.append((p, str(label)))
+            pairs.append((path, str(label)))
     return pairs, notes
+
+
+def project_labels(
+    items: list[Any], prefix: str | None = None, choices_name: str = "label"
+) -> tuple[dict[str, str | None], list[str]]:
+    """Every image a project has a task for -> its class (None: no annotation left that counts),
+    in task order, and notes on tasks left out. An image with several tasks takes the class of
+    the latest annotation among them (:func:`latest_choice`)."""
+    best: dict[str, tuple[tuple, str | None]] = {}
+    notes = []
+    for n, task in enumerate(items, 1):
+        where, path, label, key = task_label(task, n, prefix, choices_name)
+        if path is None:
+            notes.append(_no_path(where) if isinstance(task, dict) else f"{where}: not a task")
+        elif path not in best or (label is not None and (best[path][1] is None or key > best[path][0])):
+            best[path] = (key, label)
+    return {path: label for path, (_, label) in best.items()}, notes
 
 
 def read_export(

@@ -4,16 +4,19 @@ Each labeling run, with ``--label_studio.url`` and ``--label_studio.project``:
 
 1. before anything is read or written locally: connect (the API key is read from the
    environment variable ``--label_studio.key_env``), find the project (by id or title; a missing title is
-   created with the labeling config of the classes), and pull every task's latest annotation;
-2. the labels that the labels CSV does not hold yet are appended to it (merging the same labels
-   again appends nothing);
-3. after the network has proposed the next batch: the batch is imported as tasks with their
+   created with the labeling config of the classes), and read every task with its annotations;
+2. the labels CSV is rewritten as a snapshot of the project (:mod:`lplgrad.labeling.snapshot`):
+   Label Studio is the source of truth for the images it has a task for, so a label changed,
+   deleted or cancelled there is changed or removed here; rows for other images are kept;
+3. the first time (and whenever the URL prefix changes), that Label Studio really serves the
+   images the tasks point at (:mod:`lplgrad.labeling.served`), before anything is imported;
+4. after the network has proposed the next batch: the batch is imported as tasks with their
    predictions, leaving out images the project already has a task for; only then is the round's
    folder written.
 
 A network error, a rejected key or a refused request stops the run with one line
-(:class:`LabelStudioError`, exit code 4). At step 1 nothing local has changed yet; at step 3 the
-labels CSV holds what step 1 pulled (correct labels, merged once) and the round's folder is not
+(:class:`LabelStudioError`, exit code 4). At step 1 nothing local has changed yet; at step 4 the
+labels CSV holds what step 2 read (the project's labels) and the round's folder is not
 written, so the next run makes the round again.
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lplgrad.errors import LabelStudioError
-from lplgrad.labeling.label_studio import labeling_config, labels_from_tasks
+from lplgrad.labeling.label_studio import labeling_config, project_labels
 
 
 @dataclass
@@ -52,6 +55,31 @@ def _why(e: BaseException) -> str:
 
 
 @dataclass
+class Pulled:
+    """A project's tasks read back: every image with a task -> its class (None: no annotation
+    that counts), notes on tasks left out, and how many tasks there are."""
+
+    truth: dict[str, str | None]
+    notes: list[str]
+    tasks: int
+
+    @property
+    def annotated(self) -> int:
+        """How many images have a class."""
+        return sum(label is not None for label in self.truth.values())
+
+
+@dataclass
+class Fetched:
+    """What a GET of an image URL returned: the status, the content type (lower case, without
+    parameters) and the body's first bytes."""
+
+    status: int
+    content_type: str
+    head: bytes
+
+
+@dataclass
 class LiveProject:
     """A connected Label Studio project."""
 
@@ -60,6 +88,7 @@ class LiveProject:
     id: int
     title: str
     created: bool
+    key: str = ""  # the API key: a legacy token, or a personal access token (a JWT refresh token)
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
@@ -72,14 +101,37 @@ class LiveProject:
         items = self._call("listing the tasks", lambda: list(self.client.tasks.list(project=self.id, fields="all")))
         return [{"id": t.id, "data": dict(t.data or {}), "annotations": list(t.annotations or [])} for t in items]
 
-    def pull(
-        self, prefix: str | None, choices_name: str = "label"
-    ) -> tuple[list[tuple[str, str]], list[str], set[str]]:
-        """(labels of the annotated tasks, notes on tasks left out, every task's image path)."""
+    def pull(self, prefix: str | None, choices_name: str = "label") -> Pulled:
+        """Every task's image and its class now (:func:`~lplgrad.labeling.label_studio.project_labels`)."""
         items = self.tasks()
-        pairs, notes = labels_from_tasks(items, prefix, choices_name)
-        paths = {str(t["data"].get("path")) for t in items if t["data"].get("path")}
-        return pairs, [n for n in notes if not n.endswith(": not labeled")], paths
+        truth, notes = project_labels(items, prefix, choices_name)
+        return Pulled(truth, notes, len(items))
+
+    def fetch(self, url: str) -> Fetched:
+        """GET an image URL as the labeling page would: a path (``/data/local-files/?d=...``)
+        through Label Studio's address with the API key, a full http(s) URL as it is, without
+        the key (it is not Label Studio's to see)."""
+        import httpx
+
+        if url.startswith("/"):  # the SDK has no public call for a plain GET of a served file
+            headers = self._call("authenticating", self._authorization)
+            response = self._call(f"fetching {url}", httpx.get, self.url.rstrip("/") + url, headers=headers, timeout=60)
+        else:
+            response = self._call(f"fetching {url}", httpx.get, url, follow_redirects=True, timeout=60)
+        kind = response.headers.get("content-type", "")
+        return Fetched(response.status_code, kind.split(";")[0].strip().lower(), response.content[:64])
+
+    def _authorization(self) -> dict[str, str]:
+        """Label Studio's Authorization header for the key: a legacy token is sent as
+        ``Token <key>``; a personal access token (a JWT, three dot-separated parts) is a refresh
+        token, exchanged at ``/api/token/refresh`` for an access token sent as ``Bearer``."""
+        import httpx
+
+        if self.key.count(".") != 2:
+            return {"Authorization": f"Token {self.key}"}
+        got = httpx.post(f"{self.url.rstrip('/')}/api/token/refresh", json={"refresh": self.key}, timeout=60)
+        got.raise_for_status()
+        return {"Authorization": f"Bearer {got.json()['access']}"}
 
     def serve_folder(self, images: Path) -> bool:
         """Make Label Studio serve the image folder to this project (a Local Files storage, not
@@ -124,7 +176,7 @@ def connect(url: str, project: str, key_env: str, classes: list[str]) -> LivePro
     except ImportError:
         raise LabelStudioError("live sync needs label-studio-sdk: pip install 'lplgrad[label-studio]'") from None
     client = LabelStudio(base_url=url, api_key=key)
-    live = LiveProject(client, url, -1, project, False)
+    live = LiveProject(client, url, -1, project, False, key)
     if project.isdigit():
         found = live._call(f"opening project {project}", client.projects.get, id=int(project))
         live.id, live.title = found.id, found.title

@@ -60,17 +60,25 @@ def imported(source: str, labels: str, pairs: int, new: int, notes: list[str], c
         listed(changed)
 
 
-def pulled(live, labels: str, pairs: int, new: int, notes: list[str], changed: list[str]) -> None:
-    """Live sync's pull: the project and what its annotations added to the labels CSV."""
+def pulled(live, labels: str, got, snap) -> None:
+    """Live sync's pull: the project, and what its labels added to, changed in and removed from
+    the labels CSV (``got``: :class:`~lplgrad.labeling.live.Pulled`; ``snap``:
+    :class:`~lplgrad.labeling.snapshot.Snapshot`)."""
     say(
         f"Label Studio: project {live.title!r} (id {live.id}, {'created' if live.created else 'found'}) at "
-        f"{live.url}: {pairs} annotated tasks, {new} new rows appended to {labels}, {pairs - new} already there"
-        + (f"; {len(notes)} tasks left out:" if notes else "")
+        f"{live.url}: {plural(got.tasks, 'task')}, {plural(got.annotated, 'labeled image')}; {labels} follows them: "
+        f"{plural(len(snap.added), 'label')} added, {len(snap.changed)} changed, {len(snap.removed)} removed, "
+        f"{snap.unchanged} unchanged"
+        + (f"; {plural(snap.kept, 'row')} for images without a task kept as written" if snap.kept else "")
+        + (f"; {len(snap.notes)} tasks left out:" if snap.notes else "")
     )
-    listed(notes)
-    if changed:
-        say(f"Label Studio: {len(changed)} rows change an earlier label:")
-        listed(changed)
+    listed(snap.notes)
+    if snap.changed:
+        say(f"Label Studio: {plural(len(snap.changed), 'label')} changed there:")
+        listed([f"{path}: {old!r} -> {new!r}" for path, old, new in snap.changed])
+    if snap.removed:
+        say(f"Label Studio: {plural(len(snap.removed), 'label')} removed (no annotation left that counts):")
+        listed([f"{path}: was {old!r}" for path, old in snap.removed])
 
 
 def pushed(live, new: int, proposed: int, resume_hint: bool) -> None:

@@ -1,6 +1,7 @@
 """One labeling round as steps, run after the command line is parsed (nothing is read, written or
-fetched while parsing): prepare, pull (Label Studio), import, scan, train, propose, write, push,
-report. Each step returns what the next ones need."""
+fetched while parsing): prepare, pull (Label Studio), import, scan, check that Label Studio
+serves the images, train, propose, push, write, report. Each step returns what the next ones
+need."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from lplgrad.errors import LabelingError
 from lplgrad.labeling import report
 from lplgrad.labeling.checkpoint import remove_partial_rounds, round_dirs, staged_round
 from lplgrad.labeling.data import LabelFolderData
-from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix, merge_labels
+from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix
 from lplgrad.labeling.labels import check_labels_file, parse_classes, read_rows
 from lplgrad.labeling.live import LiveProject, connect
 from lplgrad.labeling.outputs import LabelRound, config_text, round_tasks, write_round
 from lplgrad.labeling.propose import Proposal, predict, propose
 from lplgrad.labeling.report import say
+from lplgrad.labeling.served import LOCAL_FILES, check_served
+from lplgrad.labeling.snapshot import snapshot_labels
 from lplgrad.labeling.stop import stop_signal
 from lplgrad.labeling.train import Training, TrainingMode, starting_checkpoint, train
 from lplgrad.module import ActiveLearner
@@ -60,24 +63,33 @@ def prepare(cfg, run_folder: RunFolder) -> Prepared:
 
 
 def pull(cfg, prefix: str) -> LiveSession:
-    """Live sync, steps 1 and 2 (:mod:`lplgrad.labeling.live`): every annotation of the project
-    merged into the labels CSV."""
+    """Live sync, steps 1 and 2 (:mod:`lplgrad.labeling.live`): the labels CSV rewritten as a
+    snapshot of the project's labels (:mod:`lplgrad.labeling.snapshot`)."""
     ls = cfg.label_studio
     if not ls.project:
         raise LabelingError("--label_studio.url needs --label_studio.project: a project id or title")
     if not cfg.labels:
-        raise LabelingError("live sync needs --labels: the CSV the annotations are merged into")
+        raise LabelingError("live sync needs --labels: the CSV that holds the project's labels")
     check_outside(cfg.labels, cfg.images, "--label_studio.url")
     classes = parse_classes(cfg.classes) or sorted(
         {lab for _, _, lab in read_rows(cfg.labels) if lab} if Path(cfg.labels).is_file() else set()
     )
     live = connect(ls.url, ls.project, ls.key_env, classes)
-    if cfg.url_prefix is None and live.serve_folder(Path(cfg.images)):  # the local-files URLs need it
+    if prefix.startswith(LOCAL_FILES) and live.serve_folder(Path(cfg.images)):  # the local-files URLs need it
         say(f"Label Studio: project {live.title!r} now serves {Path(cfg.images).resolve()} (a Local Files storage)")
-    pairs, notes, existing = live.pull(prefix)
-    got = merge_labels(pairs, notes, cfg.labels, cfg.images)
-    report.pulled(live, cfg.labels, got.pairs, got.new, got.notes, got.changed)
-    return LiveSession(live, existing)
+    pulled = live.pull(prefix)
+    snap = snapshot_labels(cfg.labels, cfg.images, pulled.truth)
+    snap.notes[:0] = pulled.notes
+    report.pulled(live, cfg.labels, pulled, snap)
+    return LiveSession(live, set(pulled.truth))
+
+
+def check_images_served(live: LiveSession, cfg, prepared: Prepared, files: list[str]) -> None:
+    """Live sync, step 3: Label Studio serves the folder's images at the tasks' URLs (checked on
+    one image, once per Label Studio, project and URL prefix; :mod:`lplgrad.labeling.served`)."""
+    line = check_served(live.project, Path(cfg.images), prepared.prefix, files[0] if files else None, prepared.out)
+    if line:
+        say(line)
 
 
 def import_labels(cfg, prefix: str) -> None:
@@ -120,6 +132,8 @@ def label_round(cli, args: list[str] | None) -> dict[str, Any]:
         import_labels(cfg, prepared.prefix)
     cli.build()  # the scan: the data module lists and decodes the folder and joins the labels
     dm, learner, trainer = cli.datamodule, cli.model, cli.trainer
+    if live:
+        check_images_served(live, cfg, prepared, dm.files)
     if trainer.num_devices > 1 or trainer.num_nodes > 1:
         raise LabelingError("python -m lplgrad.label runs on one device: set --trainer.devices 1")
     check_learner(cli.strategy, learner)
