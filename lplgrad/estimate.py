@@ -38,7 +38,7 @@ class Interval:
         return {
             "correct": self.correct,
             "n": self.n,
-            "accuracy": self.accuracy,
+            "accuracy": self.accuracy if self.n else None,  # JSON has no NaN
             "low": self.low,
             "high": self.high,
             "confidence": self.confidence,

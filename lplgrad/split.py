@@ -45,10 +45,17 @@ class Split:
         seed: the run's seed (the initial set, every round's subset and random strategies).
         labeled: indices already labeled, in the order they were labelled (default: none).
         labeled_round: the round after which each was added (default: all INITIAL_ROUND).
+        held_out: indices that are neither trained on nor queried (the labelling app's audit
+            sample; default: none).
     """
 
     def __init__(
-        self, pool_size: int, seed: int, labeled: Tensor | None = None, labeled_round: Tensor | None = None
+        self,
+        pool_size: int,
+        seed: int,
+        labeled: Tensor | None = None,
+        labeled_round: Tensor | None = None,
+        held_out: Tensor | None = None,
     ) -> None:
         self.pool_size, self.seed = int(pool_size), int(seed)
         self.labeled = (
@@ -57,6 +64,7 @@ class Split:
         if labeled_round is None:
             labeled_round = torch.full_like(self.labeled, INITIAL_ROUND)
         self.labeled_round = torch.as_tensor(labeled_round, dtype=torch.long)  # (n_labeled,)
+        self.held_out = torch.zeros(0, dtype=torch.long) if held_out is None else torch.as_tensor(held_out).long()
 
     @classmethod
     def random_initial(cls, pool_size: int, size: int, seed: int) -> Split:
@@ -72,10 +80,18 @@ class Split:
         return len(self.labeled)
 
     def unlabeled(self) -> Tensor:
-        """Indices of the unlabeled pool, ascending. (n_unlabeled,)"""
+        """Indices of the unlabeled pool (neither labeled nor held out), ascending. (n_unlabeled,)"""
         mask = torch.ones(self.pool_size, dtype=torch.bool)
         mask[self.labeled] = False
+        mask[self.held_out] = False
         return torch.nonzero(mask).flatten()
+
+    def hold_out(self, indices: Tensor) -> None:
+        """Take unlabeled ``indices`` out of the pool: they are neither trained on nor queried."""
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        if torch.isin(indices, self.labeled).any() or torch.isin(indices, self.held_out).any():
+            raise RuntimeError("only unlabeled images can be held out, once")
+        self.held_out = torch.cat([self.held_out, indices])
 
     def candidates(self, round_: int, subset_size: int | None) -> Tensor:
         """The round's seeded random subset S of the unlabeled pool, ascending; the whole pool

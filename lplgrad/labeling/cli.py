@@ -25,6 +25,7 @@ from lplgrad.cli import BaseCLI
 from lplgrad.guard import guarded
 from lplgrad.labeling.checkpoint import round_dirs
 from lplgrad.labeling.data import LabelFolderData
+from lplgrad.labeling.audit import AuditOptions
 from lplgrad.labeling.live import LiveSyncOptions
 from lplgrad.labeling.stop import StopOptions
 from lplgrad.labeling.report import say
@@ -66,8 +67,10 @@ class LabelCLI(BaseCLI):
         add_round_options(parser)
         parser.add_class_arguments(LiveSyncOptions, "label_studio")
         parser.add_class_arguments(StopOptions, "stop")
+        parser.add_class_arguments(AuditOptions, "audit")
         parser.link_arguments("images", "data.root")
         parser.link_arguments("out", "data.scan_cache", compute_fn=lambda out: str(Path(out) / SCAN_CACHE))
+        parser.link_arguments("out", "data.audit_from")
         parser.link_arguments("labels", "data.labels")
         parser.link_arguments("classes", "data.classes")
 

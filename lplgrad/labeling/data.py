@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import drop_single_last, run_seed
 from lplgrad.datasets import Images
+from lplgrad.labeling.audit import audit_paths
 from lplgrad.labeling.labels import LabelingError, parse_classes, read_labels
 from lplgrad.labeling.scan import MAX_PIXELS, open_image, scan_folder
 from lplgrad.split import Split
@@ -47,6 +48,10 @@ class LabelFolderData(PoolData):
             CLI keeps it in its output folder.
         max_pixels: images with more pixels (after a JPEG's reduced-scale decoding) are skipped
             and listed, never decoded (None: no limit).
+        audit_from: the output folder whose rounds drew the audit sample
+            (:mod:`lplgrad.labeling.audit`): those images are held out of the split, neither
+            trained on nor proposed, whether or not they have a label. The labeling CLI links it
+            to ``--out``.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class LabelFolderData(PoolData):
         seed: int | None = None,
         scan_cache: str | None = None,
         max_pixels: int | None = MAX_PIXELS,
+        audit_from: str | None = None,
     ) -> None:
         for name, v in (
             ("image_size", image_size),
@@ -108,6 +114,7 @@ class LabelFolderData(PoolData):
             self.given_classes,
         )
         self.files: list[str] = self.scan.files
+        self.audit_from = audit_from
         self._set_classes()
 
     # ---- classes and the split ------------------------------------------------------------
@@ -121,11 +128,18 @@ class LabelFolderData(PoolData):
             [index[self.labels_read.label[f]] if f in self.labels_read.label else -1 for f in self.files],
             dtype=torch.long,
         )  # (N,)
-        # the labeled images, ascending: labels come from the CSV, not from a query of this run
-        self.split = Split(len(self.files), self.effective_seed, torch.nonzero(self.targets >= 0).flatten())
+        # the labeled images, ascending: labels come from the CSV, not from a query of this run; the
+        # audit sample's images are held out, labeled or not
+        position = {f: i for i, f in enumerate(self.files)}
+        audit = torch.tensor(sorted({position[p] for p in audit_paths(self.audit_from) if p in position}))
+        audit = audit.long() if len(audit) else torch.zeros(0, dtype=torch.long)
+        labeled = self.targets >= 0
+        labeled[audit] = False
+        self.split = Split(len(self.files), self.effective_seed, torch.nonzero(labeled).flatten(), held_out=audit)
 
     def class_counts(self) -> dict[str, int]:
-        counts = torch.bincount(self.targets[self.targets >= 0], minlength=len(self.classes)).tolist()
+        """Labeled images per class (the audit sample's are not counted: they are not trained on)."""
+        counts = torch.bincount(self.targets[self.split.labeled], minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts))
 
     def cold_start_reason(self) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lplgrad.labeling.audit import AuditRound, audit_tasks, write_drawn
 from lplgrad.labeling.checkpoint import CHECKPOINT, save_checkpoint
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.label_studio import labeling_config, tasks
@@ -37,6 +38,7 @@ class LabelRound:
     query_seconds: float
     tasks: list[dict[str, Any]] = field(default_factory=list)
     stop: StopResult | None = None
+    audit: AuditRound | None = None
 
     @property
     def trained(self) -> bool:
@@ -67,7 +69,8 @@ def round_tasks(lr: LabelRound, dm: LabelFolderData) -> list[dict[str, Any]]:
     """The proposal as Label Studio tasks, each with its prediction; ``model_version`` names the
     run (the output folder) and the round."""
     model_version = f"{lr.rdir.parent.resolve().name}/{lr.rdir.name}"
-    return tasks(lr.proposal.rows(dm.files), lr.prefix, lr.round, repr(lr.training.strategy), model_version)
+    active = tasks(lr.proposal.rows(dm.files), lr.prefix, lr.round, repr(lr.training.strategy), model_version)
+    return active + (audit_tasks(lr.audit.drawn, lr.prefix, lr.round) if lr.audit is not None else [])
 
 
 def round_summary(
@@ -107,6 +110,7 @@ def round_summary(
         "query_seconds": round(lr.query_seconds, 3),
         "command": list(sys.argv[1:] if args is None else args),
         **(lr.stop.fields if lr.stop is not None else {}),
+        **(lr.audit.fields if lr.audit is not None else {}),
     }
 
 
@@ -141,6 +145,8 @@ def write_round(
         atomic_write(stage / "config.yaml", config_yaml)
     if lr.stop is not None:
         write_stop_files(rdir.parent, stage, lr.stop)
+    if lr.audit is not None:
+        write_drawn(stage, lr.audit.drawn, lr.round)
     summary = round_summary(lr, dm, rows, ckpt, epochs, args)
     write_json(stage / "proposal.json", summary)
     return summary

@@ -12,6 +12,7 @@ from typing import Any
 
 from lplgrad.errors import LabelingError
 from lplgrad.labeling import report
+from lplgrad.labeling.audit import AuditOptions, audit_round
 from lplgrad.labeling.checkpoint import remove_partial_rounds, round_dirs, staged_round
 from lplgrad.labeling.data import LabelFolderData
 from lplgrad.labeling.label_studio import check_outside, import_export, local_files_prefix
@@ -137,14 +138,18 @@ def label_round(cli, args: list[str] | None) -> dict[str, Any]:
     if trainer.num_devices > 1 or trainer.num_nodes > 1:
         raise LabelingError("python -m lplgrad.label runs on one device: set --trainer.devices 1")
     check_learner(cli.strategy, learner)
+    audit_options = AuditOptions(**cfg.audit.as_dict())
+    audit_options.check()
     round_ = next_round(prepared.out)
     rdir = prepared.out / f"round_{round_:03d}"
     report.inputs(dm)
     resumed = starting_checkpoint(cfg.resume, cfg.resume_from, prepared.out)
     training = train(trainer, learner, dm, round_, resumed, cfg.cold_start, cli.strategy)
     device = trainer.strategy.root_device
+    trained = training.mode is TrainingMode.TRAINED
+    audit = audit_round(audit_options, dm, learner.net.to(device), trained, round_, device, prepared.out)
     proposal, query_seconds = propose_step(learner, dm, training, round_, device)
-    lr = LabelRound(round_, rdir, prepared.prefix, training, proposal, query_seconds)
+    lr = LabelRound(round_, rdir, prepared.prefix, training, proposal, query_seconds, audit=audit)
     lr.stop = stop_signal(prepared.out, round_, dm, learner.net, device, cfg.stop) if lr.trained else None
     learner.cpu()
     lr.tasks = round_tasks(lr, dm)
@@ -157,6 +162,8 @@ def label_round(cli, args: list[str] | None) -> dict[str, Any]:
     )
     if lr.stop:
         say(lr.stop.line)
+    if lr.audit:
+        say(lr.audit.line())
     if live:
         report.pushed(live.project, pushed, len(lr.tasks), resume_hint)
     summary["round_dir"] = str(rdir)
