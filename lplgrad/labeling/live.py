@@ -121,6 +121,14 @@ class LiveProject:
         kind = response.headers.get("content-type", "")
         return Fetched(response.status_code, kind.split(";")[0].strip().lower(), response.content[:64])
 
+    def call(self, what: str, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``; any failure becomes one :class:`LabelStudioError` line naming ``what``."""
+        return self._call(what, fn, *args, **kwargs)
+
+    def authorization(self) -> dict[str, str]:
+        """The Authorization header for a plain GET of a file Label Studio serves (one line on failure)."""
+        return self._call("authenticating", self._authorization)
+
     def _authorization(self) -> dict[str, str]:
         """Label Studio's Authorization header for the key: a legacy token is sent as
         ``Token <key>``; a personal access token (a JWT, three dot-separated parts) is a refresh

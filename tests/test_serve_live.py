@@ -1,0 +1,206 @@
+"""The ML backend (``python -m lplgrad.serve``) against a real Label Studio 1.23.2
+(integration; ``pytest -m integration``).
+
+Label Studio is started on a loopback port with ``ML_BLOCK_LOCAL_IP=false`` and
+``SSRF_PROTECTION_ENABLED=false`` (1.23 refuses a backend or webhook on a local address
+otherwise), the backend as its own process on another. The test makes a project whose tasks
+Label Studio creates from a Local Files storage, connects the backend through the API
+(``POST /api/ml``), annotates through the API, and trains with N annotations and with
+START_TRAINING; after each training (polled, never a fixed sleep) every open task has a
+prediction of the new model version and the first task by ascending "Prediction score" is the
+strategy's first pick. A deleted annotation leaves the training set, an unreadable image is
+skipped and reported, a restarted backend continues with the next version, and a task added
+after a training gets the network's class when Label Studio asks ``/predict``. Label Studio
+unreachable during a training (a proxy switched off) is one logged line and a retry.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from helpers.label_studio_server import TOKEN, free_port, label_studio, wait_http
+from helpers.shapes import CONFIG, make_shapes
+from helpers.switch_proxy import SwitchProxy
+from lplgrad.labeling.label_studio import labeling_config
+
+pytestmark = pytest.mark.integration
+CLASSES = ["circle", "square", "triangle"]
+DEADLINE = 600  # seconds for one training on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env = {
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+    }
+    with label_studio(tmp_path_factory.mktemp("ls"), env) as found:
+        yield found
+
+
+class ServeProcess:
+    """``python -m lplgrad.serve`` as its own process."""
+
+    def __init__(self, ls_url: str, state_dir: Path, port: int, log: Path, project: int | None = None):
+        self.url, self.log = f"http://127.0.0.1:{port}", log
+        args = [sys.executable, "-m", "lplgrad.serve", "--config", CONFIG, "--trainer.accelerator", "cpu"]
+        args += ["--trainer.max_epochs", "1", "--model.backbone.init_args.width", "2", "--data.image_size", "16"]
+        args += ["--data.min_labels", "4", "--state_dir", str(state_dir), "--port", str(port)]
+        args += ["--label_studio.url", ls_url, "--train_every", "4", "--retry_max", "10"]
+        args += ["--label_studio.project", str(project)] if project is not None else []
+        env = {**os.environ, "LABEL_STUDIO_API_KEY": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        self.out = open(log, "a")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+        wait_http(self.url + "/health", self.proc, log, 120)
+
+    def health(self) -> dict:
+        return json.loads(urllib.request.urlopen(self.url + "/health", timeout=5).read())
+
+    def wait_version(self, version: str) -> dict:
+        """Poll /health until ``version`` is trained and nothing more is running."""
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            h = self.health()
+            if h["model_version"] == version and not h["training"]:
+                return h
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(0.5)
+        pytest.fail(f"{version} not reached in {DEADLINE} s: {self.health()}\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.out.close()
+
+
+def path_of(task) -> str:
+    return parse_qs(urlsplit(task.data["image"]).query)["d"][0].split("/", 1)[1]
+
+
+def annotate(client, task, label: str) -> None:
+    client.annotations.create(
+        id=task.id,
+        result=[{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}],
+    )
+
+
+def check_rescored(client, project_id: int, health: dict) -> None:
+    """Every open task with a readable image has a prediction of the backend's version; the
+    first by ascending "Prediction score" is the strategy's first pick."""
+    version = health["model_version"]
+    tasks = list(client.tasks.list(project=project_id, fields="all"))
+    broken = {t.id for t in tasks if path_of(t).endswith("broken.png")}
+    open_tasks = [t for t in tasks if not t.annotations and t.id not in broken]
+    assert open_tasks and all(any(p.model_version == version for p in t.predictions) for t in open_tasks)
+    query = json.dumps({"ordering": ["tasks:predictions_score"]})
+    first = next(iter(client.tasks.list(project=project_id, fields="all", query=query)))
+    assert first.id == health["first_pick"]
+    assert any(line.startswith(f"task {b}:") for b in broken for line in health["skipped"])
+
+
+def test_the_backend_trains_and_rescores_in_label_studio(server, tmp_path):
+    from label_studio_sdk import LabelStudio
+
+    ls_url, root = server
+    truth = make_shapes(root / "shapes", n=24)
+    client = LabelStudio(base_url=ls_url, api_key=TOKEN)
+    project = client.projects.create(title="lplgrad ml backend test", label_config=labeling_config(CLASSES))
+    storage = client.import_storage.local.create(
+        project=project.id,
+        path=str(root / "shapes"),
+        use_blob_urls=True,
+        regex_filter=r".*\.(png|jpg)$",
+        recursive_scan=True,
+    )
+    client.import_storage.local.sync(id=storage.id)
+    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=path_of)
+    assert len(tasks) == 25  # 24 images and the broken one: Label Studio made the tasks
+
+    backend = ServeProcess(ls_url, tmp_path / "state", free_port(), tmp_path / "serve.log")
+    ml = client.ml.create(project=project.id, url=backend.url, title="lplgrad")
+    assert backend.health()["project"] == project.id  # adopted at /setup
+
+    readable = [t for t in tasks if not path_of(t).endswith("broken.png")]
+    for t in readable[:4]:  # N = 4 annotations start a training
+        annotate(client, t, truth[path_of(t)])
+    backend.wait_version("lplgrad-1")
+    for t in readable[4:7]:
+        annotate(client, t, truth[path_of(t)])
+    client.ml.train(id=ml.id)  # START_TRAINING
+    health = backend.wait_version("lplgrad-2")
+    assert health["labels"] == 7
+    check_rescored(client, project.id, health)
+
+    gone = client.tasks.get(id=readable[0].id).annotations[0]["id"]
+    client.annotations.delete(id=gone)
+    client.ml.train(id=ml.id)
+    health = backend.wait_version("lplgrad-3")
+    assert health["labels"] == 6  # the deleted annotation left the training set
+    check_rescored(client, project.id, health)
+
+    backend.stop()  # a restarted backend continues where it was
+    backend = ServeProcess(ls_url, tmp_path / "state", int(backend.url.rsplit(":", 1)[1]), tmp_path / "serve.log")
+    assert backend.health()["model_version"] == "lplgrad-3"
+    client.ml.train(id=ml.id)
+    check_rescored(client, project.id, backend.wait_version("lplgrad-4"))
+
+    # a task added since the last training: Label Studio asks /predict, the network classifies it
+    client.projects.import_tasks(id=project.id, request=[{"image": readable[1].data["image"]}])
+    new = max(client.tasks.list(project=project.id), key=lambda t: t.id)
+    assert new.data == {"image": readable[1].data["image"]}
+    client.actions.create(
+        id="retrieve_tasks_predictions", project=project.id, selected_items={"all": False, "included": [new.id]}
+    )
+    (got,) = client.tasks.get(id=new.id).predictions
+    assert got.model_version == "lplgrad-4" and got.result[0]["value"]["choices"][0] in CLASSES
+    backend.stop()
+
+
+def test_label_studio_unreachable_during_a_training_is_retried(server, tmp_path):
+    """The backend reaches Label Studio through a proxy that is switched off: the training
+    fails with one logged line and nothing changes; switched on, the retry trains and re-scores."""
+    from label_studio_sdk import LabelStudio
+
+    ls_url, root = server
+    truth = make_shapes(root / "shapes_fault", n=12)
+    client = LabelStudio(base_url=ls_url, api_key=TOKEN)
+    project = client.projects.create(title="lplgrad ml backend fault test", label_config=labeling_config(CLASSES))
+    storage = client.import_storage.local.create(
+        project=project.id,
+        path=str(root / "shapes_fault"),
+        use_blob_urls=True,
+        regex_filter=r".*\.(png|jpg)$",
+        recursive_scan=True,
+    )
+    client.import_storage.local.sync(id=storage.id)
+    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=path_of)
+    for t in [t for t in tasks if not path_of(t).endswith("broken.png")][:5]:
+        annotate(client, t, truth[path_of(t)])
+
+    proxy = SwitchProxy(int(ls_url.rsplit(":", 1)[1]))
+    proxy.on = False
+    log = tmp_path / "serve.log"
+    backend = ServeProcess(f"http://127.0.0.1:{proxy.port}", tmp_path / "state", free_port(), log, project.id)
+    ml = client.ml.create(project=project.id, url=backend.url, title="lplgrad")
+    client.ml.train(id=ml.id)
+    deadline = time.monotonic() + DEADLINE
+    while "training failed" not in log.read_text():
+        assert time.monotonic() < deadline and backend.proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.2)
+    proxy.on = True
+    health = backend.wait_version("lplgrad-1")
+    (line,) = [ln for ln in log.read_text().splitlines() if "training failed" in ln]
+    assert "Label Studio at" in line and "trying again in 5 s" in line and proxy.refused >= 1
+    assert health["labels"] == 5 and health["last_error"] is None
+    check_rescored(client, project.id, health)
+    backend.stop()
+    proxy.close()
