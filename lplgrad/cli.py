@@ -6,6 +6,7 @@ parsing and the one-line failures are in :mod:`lplgrad.guard`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,13 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LPLgradCLI:
     Expected failures (missing data, impossible sizes, an existing or busy run folder, a bad
     resume, a diverged loss, a bad option, a full disk) stop with one line on stderr
     (:func:`guarded`). Starts by keeping freed memory for reuse (:mod:`lplgrad.allocator`).
+    ``pretrain`` as the first argument runs :mod:`lplgrad.pretrain.cli` instead (docs/pretraining.md).
     """
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["pretrain"]:
+        from lplgrad.pretrain.cli import cli_main as pretrain_main
+
+        return pretrain_main(argv[1:], run=run)
     keep_freed_memory()
     folder = RunFolder(ELSEWHERE)
     return guarded(

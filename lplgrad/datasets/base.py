@@ -32,11 +32,13 @@ class Images(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+    def image(self, i: int) -> Image.Image:
+        """The i-th image alone, in ``mode``; its label is not read (what pretraining reads)."""
         img = self._image(int(i))
-        if img.mode != self.mode:
-            img = img.convert(self.mode)
-        return img, int(self.targets[i])
+        return img if img.mode == self.mode else img.convert(self.mode)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        return self.image(i), int(self.targets[i])
 
 
 class Transformed(Dataset):
