@@ -1,9 +1,12 @@
 """The Label Studio ML backend (``python -m lplgrad.serve``) against a fake Label Studio: every
 route through Flask's test client, the worker's coalescing and retries, the order of the scores,
-the state's round trip, and one real (tiny) training that re-scores the open tasks."""
+the state's round trip, one real (tiny) training that re-scores the open tasks, and two that
+keep the stop signal and an audit sample."""
 
 import base64
+import json
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from helpers.fake_ml_label_studio import FakeMLLabelStudio
 from helpers.shapes import CONFIG, make_shapes
 from lplgrad.errors import LabelStudioError
+from lplgrad.estimate import wilson
 from lplgrad.labeling.label_studio import labeling_config
 from lplgrad.serve.app import create_app
 from lplgrad.serve.backend import Auth, Backend
@@ -21,6 +25,7 @@ from lplgrad.serve.config import parse_label_config
 from lplgrad.serve.images import extension, source_url
 from lplgrad.serve.predictor import Predictor
 from lplgrad.serve.project import open_project
+from lplgrad.serve.signals import STOP_HISTORY
 from lplgrad.serve.state import StateFile
 from lplgrad.serve.training import rank_scores, run_training
 
@@ -245,6 +250,70 @@ def test_a_training_rescores_every_open_task(tmp_path, monkeypatch):
         fresh["model_version"] == "lplgrad-2"
         and ranked["score"] == StateFile(tmp_path / "state").read().scores[str(order[0])][1]
     )
+
+
+def test_two_trainings_keep_the_stop_signal_and_an_audit(tmp_path, monkeypatch):
+    """With --audit.size 3, each training draws 3 open tasks that get no prediction (neither
+    posted nor from /predict) and are not trained on once labelled; the second training, with
+    more labels, has a stop kappa and the accuracy on the 2 labelled audit tasks. Their labels
+    do not change the network, so a rehearsal of the second training (on a copy of the state)
+    tells its classes: one audit task is labelled with it, one not, and the estimate is Wilson's
+    interval of 1 hit in 2."""
+    truth = make_shapes(tmp_path / "images", n=18)
+    ls = FakeMLLabelStudio(CLASSES)
+    monkeypatch.setattr("httpx.get", ls.get)
+    monkeypatch.setenv("FAKE_KEY", "token")
+    paths = sorted(truth)
+    ids = {p: ls.add_task(f"/data/local-files/?d=images/{p}", tmp_path / "images" / p) for p in paths}
+    path_of = {t: p for p, t in ids.items()}
+    for n, p in enumerate(paths[:8]):
+        ls.annotate(ids[p], truth[p], id=n + 1, at=f"2026-01-01T00:00:{n:02d}")
+    state = StateFile(tmp_path / "state")
+    state.update(project=7)
+    args = [*TINY, "--audit.size", "3"]
+
+    def open_live():
+        return open_project("http://ls", "FAKE_KEY", 7, client_factory=ls)
+
+    def stop_predictions(state_dir: Path) -> dict[int, str]:
+        latest = json.loads((state_dir / STOP_HISTORY).read_text())["trainings"][-1]
+        return {int(name.split("-", 1)[0]): label for name, label in latest["predictions"].items()}
+
+    first = run_training(args, state, open_live)
+    audit = state.read().audit
+    assert len(audit) == 3 and not set(audit) & {ids[p] for p in paths[:8]} and first.labelled == 8
+    assert not set(audit) & set(ls.latest("lplgrad-1")) and state.read().stop_kappa is None
+    assert (tmp_path / "state" / "stop_set.json").is_file()
+    others = [ids[p] for p in paths[8:] if ids[p] not in audit][:2]
+    for n, task in enumerate([*audit[:2], *others]):
+        ls.annotate(task, truth[path_of[task]], id=20 + n, at=f"2026-01-02T00:00:{n:02d}")
+    shutil.copytree(tmp_path / "state", tmp_path / "rehearsal")
+    run_training(args, StateFile(tmp_path / "rehearsal"), open_live)
+    classes = stop_predictions(tmp_path / "rehearsal")
+    hit, miss = audit[:2]
+    ls.annotate(hit, classes[hit], id=30, at="2026-01-03T00:00:00")
+    ls.annotate(miss, next(c for c in CLASSES if c != classes[miss]), id=31, at="2026-01-03T00:00:01")
+
+    second = run_training(args, state, open_live)
+    saved = state.read()
+    assert second.labelled == 10 and len(saved.audit) == 6 and saved.audit[:3] == audit  # 8 + 2, not the audit's
+    labels_csv = (tmp_path / "state" / "labels.csv").read_text()
+    assert not any(line.startswith(f"{t}-") for t in saved.audit for line in labels_csv.splitlines())
+    assert not set(saved.audit) & set(ls.latest("lplgrad-2"))
+    assert isinstance(saved.stop_kappa, float) and -1 <= saved.stop_kappa <= 1
+    assert stop_predictions(tmp_path / "state") == classes  # the audit's labels did not change the network
+    assert saved.audit_estimate == wilson(1, 2).as_dict()
+
+    backend = Backend(tmp_path / "state", lambda b: None)
+    backend.predictor = Predictor(tmp_path / "state", open_live)  # would classify any task not scored
+    client = create_app(backend).test_client()
+    health = client.get("/health").get_json()
+    assert health["stop_kappa"] == saved.stop_kappa and health["audit_estimate"]["n"] == 2
+    assert health["audit_tasks"] == 6 and "audit" not in health
+    tasks = [{"id": t, "data": {"image": f"/data/local-files/?d=images/{path_of[t]}"}} for t in saved.audit]
+    body = {"tasks": tasks, "label_config": ls.project.label_config}
+    got = client.post("/predict", json=body).get_json()["results"]
+    assert all(r["result"] == [] and r["score"] is None for r in got)
 
 
 def test_a_training_while_label_studio_is_down_changes_nothing(tmp_path, monkeypatch):

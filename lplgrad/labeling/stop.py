@@ -46,7 +46,7 @@ class StopResult:
     line: str  # for the console
 
 
-def _stop_paths(out: Path, dm: LabelFolderData, size: int) -> tuple[list[str], bool]:
+def stop_paths(out: Path, dm: LabelFolderData, size: int) -> tuple[list[str], bool]:
     """The stop set's image paths, and whether it was drawn now."""
     path = out / STOP_SET
     if path.is_file():
@@ -80,7 +80,7 @@ def label_chain(rounds: list[tuple[int, Any]], now: tuple[int, Any]) -> list[Any
     return [preds for _, preds in chain]
 
 
-def _kappa(a: dict[str, str], b: dict[str, str]) -> float | None:
+def kappa_between(a: dict[str, str], b: dict[str, str]) -> float | None:
     common = [p for p in a if p in b]
     if not common:
         return None
@@ -93,7 +93,7 @@ def stop_signal(
 ) -> StopResult:
     """This round's predictions on the stop set, compared with those of the last trained round
     with another number of labels (:func:`label_chain`)."""
-    paths, new = _stop_paths(out, dm, opts.size)
+    paths, new = stop_paths(out, dm, opts.size)
     index = {f: i for i, f in enumerate(dm.files)}
     present = [p for p in paths if p in index]
     rows = torch.tensor([index[p] for p in present], dtype=torch.long)
@@ -101,7 +101,7 @@ def stop_signal(
     now = {p: dm.classes[c] if c < len(dm.classes) else str(c) for p, c in zip(present, preds.tolist())}
     chain = label_chain(_trained_rounds(out, round_), (len(dm.split), now))
     chain = [json.loads(p.read_text()) if isinstance(p, Path) else p for p in chain]
-    kappas = [_kappa(a, b) for a, b in zip(chain[1:], chain[:-1])]
+    kappas = [kappa_between(a, b) for a, b in zip(chain[1:], chain[:-1])]
     k = kappas[-1] if kappas else None
     kappas = [x for x in kappas if x is not None]
     files = {PREDICTIONS: json.dumps(now, indent=0) + "\n"}

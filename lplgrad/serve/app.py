@@ -5,7 +5,8 @@
 - ``POST /predict``: for each task, the last scoring's class as a ``choices`` result (names from
   the request's labeling config), its score (ascending = most informative first) and the model
   version, as ``{"results": [...]}`` in task order; a task not scored yet gets the last trained
-  network's class without a score (:mod:`~lplgrad.serve.predictor`), or an empty result;
+  network's class without a score (:mod:`~lplgrad.serve.predictor`), or an empty result; an
+  audit task (``--audit.size``) always gets an empty result, so the network never sways its label;
 - ``POST /webhook``: annotation events (counted; every ``--train_every`` starts a training)
   and ``START_TRAINING``; nothing is trained in the request (:mod:`~lplgrad.serve.worker`);
 - ``GET /versions``: the model version.
@@ -46,12 +47,17 @@ def predictions(backend: Backend, tasks: list[Any], label_config: str) -> list[d
     """One prediction per task, in order (see the module docstring)."""
     state = backend.state.read()
     config = parse_label_config(label_config)
-    unknown = [t for t in tasks if isinstance(t, dict) and str(t.get("id")) not in state.scores]
+    audit = set(state.audit)
+    unknown = [
+        t for t in tasks if isinstance(t, dict) and str(t.get("id")) not in state.scores and t.get("id") not in audit
+    ]
     guessed = backend.predictor.classify(unknown, config, state.version) if backend.predictor else {}
     out = []
     for task in tasks:
         task_id = task.get("id") if isinstance(task, dict) else None
         label, score = state.scores.get(str(task_id), (guessed.get(task_id), None))
+        if task_id in audit:  # no prediction: the annotator labels it unswayed
+            label, score = None, None
         out.append(
             {
                 "result": choice_result(config, label) if label else [],

@@ -5,7 +5,8 @@ Options are the labeling app's (``--config configs/label_folder.yaml``, ``--mode
 ``--strategy``, ``--trainer.*``, ``--data.*``, ``--label_studio.url``, ``--label_studio.key_env``,
 ``--label_studio.project``: a project id, else the first project that calls) plus ``--state_dir``,
 ``--host``, ``--port``, ``--train_every``, ``--basic_auth_user`` (its password from
-``--basic_auth_pass_env``) and ``--retry_max``. Expected failures stop with one
+``--basic_auth_pass_env``) and ``--retry_max``; ``--audit.*`` and ``--stop.*`` are the labelling
+app's (:mod:`~lplgrad.serve.signals`). Expected failures stop with one
 ``lplgrad.serve: error:`` line (:func:`lplgrad.guard.guarded`).
 """
 
@@ -24,6 +25,7 @@ from lplgrad.serve.backend import Auth, Backend
 from lplgrad.serve.config import PLACEHOLDER_IMAGES, make_cli
 from lplgrad.serve.predictor import Predictor
 from lplgrad.serve.project import open_project
+from lplgrad.serve.signals import audit_options
 from lplgrad.serve.training import run_training
 
 log = logging.getLogger("lplgrad.serve")
@@ -43,6 +45,7 @@ def build_backend(cfg, args: list[str]) -> Backend:
         raise ConfigError(f"no Label Studio API key: set the environment variable {ls.key_env}")
     if ls.project is not None and not str(ls.project).isdigit():
         raise ConfigError(f"--label_studio.project {ls.project!r}: give the project's id (a number)")
+    audit_options(cfg)  # a wrong --audit.* stops here, not at the first training
     password = os.environ.get(cfg.basic_auth_pass_env) if cfg.basic_auth_user else None
     if cfg.basic_auth_user and not password:
         raise ConfigError(f"--basic_auth_user needs a password in the environment variable {cfg.basic_auth_pass_env}")

@@ -2,8 +2,10 @@
 
 ``state.json`` (written atomically) holds the model version, the project it serves, how many
 labels the last training used and when it ended, the annotation events counted towards the next
-training, the tasks whose image could not be read, and the last scoring: task id -> (predicted
-class, score), which ``/predict`` answers from. ``model.ckpt`` beside it is the network
+training, the tasks whose image could not be read, the last scoring: task id -> (predicted
+class, score), which ``/predict`` answers from, and the last trained training's signals
+(:mod:`~lplgrad.serve.signals`): the stop signal's kappa and advice, the audit tasks (never
+predicted, never trained on) and the accuracy measured on those labelled, with its interval. ``model.ckpt`` beside it is the network
 (:func:`lplgrad.labeling.checkpoint.save_checkpoint`).
 """
 
@@ -29,7 +31,9 @@ def version_name(n: int) -> str:
 @dataclass
 class ServeState:
     """The backend's memory (see the module docstring). ``scores``: task id (as a string, JSON
-    keys) -> [class or None, score]; ascending score = most informative first."""
+    keys) -> [class or None, score]; ascending score = most informative first. ``audit``: the
+    audit tasks' ids; ``audit_estimate``: :meth:`lplgrad.estimate.Interval.as_dict` (None: not
+    trained, or no audit); ``stop_kappa`` (None: not trained, or no earlier trained network)."""
 
     version: int = 0
     project: int | None = None
@@ -40,15 +44,24 @@ class ServeState:
     scores: dict[str, list[Any]] = field(default_factory=dict)
     first_pick: int | None = None
     last_error: str | None = None
+    audit: list[int] = field(default_factory=list)
+    audit_estimate: dict[str, Any] | None = None
+    stop_kappa: float | None = None
+    stop_suggested: bool = False
 
     @property
     def model_version(self) -> str:
         return version_name(self.version)
 
     def summary(self) -> dict[str, Any]:
-        """What ``/health`` and the log show (everything but the scores)."""
-        out = {k: v for k, v in asdict(self).items() if k != "scores"}
-        return {**out, "model_version": self.model_version, "scored_tasks": len(self.scores)}
+        """What ``/health`` and the log show (everything but the scores and the audit's task ids)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("scores", "audit")}
+        return {
+            **out,
+            "model_version": self.model_version,
+            "scored_tasks": len(self.scores),
+            "audit_tasks": len(self.audit),
+        }
 
 
 class StateFile:
