@@ -12,6 +12,22 @@ from typing import Any
 from torch import Tensor
 
 
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``: a crash leaves the old file or
+    the new one, and a failed save no temporary file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a crash leaves either the old file or the new one; a
     failed write (a full disk) leaves the old file and no temporary one."""

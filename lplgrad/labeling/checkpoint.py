@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lplgrad.labeling.labels import LabelingError
+from lplgrad.records import atomic_save
 
 ROUND_DIR = re.compile(r"^round_(\d{3,})$")
 PARTIAL = re.compile(r"^\.round_(\d{3,})\.partial$")
@@ -78,14 +79,7 @@ def save_checkpoint(
         "labeled": list(labeled),
         "trained": bool(trained),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_save(state, path)
 
 
 def _head_keys(learner: nn.Module) -> tuple[str, str] | None:

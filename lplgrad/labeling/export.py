@@ -37,7 +37,7 @@ from lplgrad.errors import ConfigError, ExportCheckError
 from lplgrad.guard import guarded
 from lplgrad.labeling.report import say
 from lplgrad.labeling.scan import scan_folder
-from lplgrad.labeling.trained import InputSpec, TrainedModel, load_trained, probabilities
+from lplgrad.labeling.trained import InputSpec, TrainedModel, add_run_argument, load_trained, probabilities
 from lplgrad.records import atomic_write
 
 PROG = "lplgrad.export"
@@ -238,13 +238,7 @@ def build_parser() -> ArgumentParser:
         description="Export a labeling round's network as TorchScript and ONNX, checked with onnxruntime (docs/labeling.md).",
         exit_on_error=False,
     )
-    p.add_argument(
-        "--run",
-        type=str,
-        required=True,
-        help="The --out folder of python -m lplgrad.label (its latest round with a model.ckpt), a round_NNN "
-        "folder, or a model.ckpt (its round's config.yaml must be beside it).",
-    )
+    add_run_argument(p)
     p.add_argument("--out", type=str, default="export", help="Folder for model.pt, model.onnx and model.json.")
     p.add_argument(
         "--images",

@@ -33,7 +33,7 @@ from lplgrad.guard import guarded
 from lplgrad.inference import eval_mode
 from lplgrad.labeling.report import listed, plural, say
 from lplgrad.labeling.scan import Skipped, scan_folder
-from lplgrad.labeling.trained import InputSpec, TrainedModel, load_trained, probabilities
+from lplgrad.labeling.trained import InputSpec, TrainedModel, add_run_argument, load_trained, probabilities
 from lplgrad.records import atomic_write
 
 PROG = "lplgrad.predict"
@@ -214,13 +214,7 @@ def build_parser() -> ArgumentParser:
         description="Classify every image of a folder with a labeling round's network, into a CSV (docs/labeling.md).",
         exit_on_error=False,
     )
-    p.add_argument(
-        "--run",
-        type=str,
-        required=True,
-        help="The --out folder of python -m lplgrad.label (its latest round with a model.ckpt), a round_NNN "
-        "folder, or a model.ckpt (its round's config.yaml must be beside it).",
-    )
+    add_run_argument(p)
     p.add_argument("--images", type=str, required=True, help="The folder of images to classify (any depth).")
     p.add_argument("--csv", type=str, default="predictions.csv", help="The CSV to write.")
     p.add_argument("--top_k", type=int, default=3, help="How many of the most probable classes to list per image.")

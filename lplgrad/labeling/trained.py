@@ -33,6 +33,17 @@ from lplgrad.transforms import eval_transform
 CONFIG = "config.yaml"
 
 
+def add_run_argument(parser) -> None:
+    """``--run``: which labelling round's network (``predict`` and ``export`` take it alike)."""
+    parser.add_argument(
+        "--run",
+        type=str,
+        required=True,
+        help="The --out folder of python -m lplgrad.label (its latest round with a model.ckpt), a round_NNN "
+        "folder, or a model.ckpt (its round's config.yaml must be beside it).",
+    )
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What M takes: ``image_size`` x ``image_size`` images of ``channels`` channels (1: grayscale,

@@ -10,17 +10,15 @@ library model's own state_dict (what their ``weights`` take as a local file).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from lplgrad.nets.library import LibraryNet
-from lplgrad.records import atomic_write
+from lplgrad.records import atomic_save, atomic_write
 
 FINISHED = "finished.json"
 
@@ -32,14 +30,8 @@ def backbone_state(net: nn.Module) -> dict[str, Tensor]:
 
 
 def save_weights(state: dict[str, Tensor], path: Path) -> None:
-    """``torch.save`` to a temporary file renamed over ``path``: a crash leaves the old file or the new."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """The weights saved atomically: a crash leaves the old file or the new."""
+    atomic_save(state, path)
 
 
 def plural(n: int, what: str) -> str:
