@@ -190,7 +190,7 @@ class ActiveDataModule(PoolData):
     def train_dataloader(self):
         """The labeled set's training batches; paired with as many unlabeled images when the
         learner trains on them too (:meth:`PoolData.pair_unlabeled`)."""
-        labeled = self._train_loader(self.split.labeled, self.pool.targets)
+        labeled = self._train_loader(self.split.labeled)
         if not self.learner_trains_on_unlabeled():
             return labeled
         trainer, n = self.trainer, len(self.split.labeled)
@@ -204,27 +204,26 @@ class ActiveDataModule(PoolData):
             world,
             self.batch_size,
             drop_single_last(math.ceil(n / world), self.batch_size),
-            lambda rows, epoch: self._train_loader(rows, None, epoch, sharded=True),
+            lambda rows, epoch: self._train_loader(rows, False, epoch, sharded=True),
         )
         return self.pair_unlabeled(labeled, partners)
 
     def _train_loader(
-        self, indices: Tensor, targets: Tensor | None, epoch: int | None = None, sharded: bool = False
+        self, rows: Tensor, labels: bool = True, epoch: int | None = None, sharded: bool = False
     ) -> DataLoader | TensorBatches:
-        """Training batches of the pool images at ``indices``, shuffled by (seed, epoch) and
-        augmented. ``targets`` None: every label is -1 (unlabeled images); ``sharded``: the
-        indices are this process's share already (they are served in the order given)."""
+        """Training batches of the pool images at ``rows``, shuffled by (seed, epoch) and
+        augmented. ``labels`` false: every label is -1 (unlabeled images); ``sharded``: the rows
+        are this process's share already (they are served in the order given)."""
         trainer = self.trainer
         if epoch is None:
             epoch = trainer.current_epoch if trainer is not None else 0
-        labeled = indices
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if sharded:
             rank, world = 0, 1
-        per_process = math.ceil(len(labeled) / world)  # a distributed sampler pads every share to this
+        per_process = math.ceil(len(rows) / world)  # a distributed sampler pads every share to this
         if per_process < 2:
             raise ConfigError(
-                f"{len(labeled)} labeled images over {world} process(es) leave a training batch of "
+                f"{len(rows)} labeled images over {world} process(es) leave a training batch of "
                 "one image, which BatchNorm cannot train on: label at least 2 per process "
                 "(data.initial_size)"
             )
@@ -232,8 +231,8 @@ class ActiveDataModule(PoolData):
         if self.arrays is not None:  # shuffled by the same permutation as the PIL path
             return TensorBatches(
                 self.arrays[0],
-                self.pool.targets if targets is not None else torch.full((self.pool_size,), -1),
-                labeled,
+                self.pool.targets if labels else torch.full((self.pool_size,), -1),
+                rows,
                 self.batch_size,
                 self.dataset.mean,
                 self.dataset.std,
@@ -247,13 +246,13 @@ class ActiveDataModule(PoolData):
                 draws=self.draws,
                 drop_last=drop_last,
             )
-        gen = torch.Generator()
-        sampler = EpochShuffle(len(labeled), run_seed(self.seed), epoch, gen)
-        view = self._train_view if targets is not None else WithoutLabels(self._train_view)
+        view = self._train_view if labels else WithoutLabels(self._train_view)
         if sharded:  # a fresh loader every epoch, in the order drawn (Lightning leaves it unsharded)
-            return self.loader(Subset(view, labeled.tolist()), self.batch_size, drop_last=drop_last)
+            return self.loader(Subset(view, rows.tolist()), self.batch_size, drop_last=drop_last)
+        gen = torch.Generator()
+        sampler = EpochShuffle(len(rows), run_seed(self.seed), epoch, gen)
         return self.loader(
-            Subset(view, labeled.tolist()),
+            Subset(view, rows.tolist()),
             self.batch_size,
             persistent=True,
             sampler=sampler,

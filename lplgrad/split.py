@@ -14,7 +14,7 @@ from torch import Tensor
 
 #: the purposes a run draws random numbers for; each number is part of the seed formula, so
 #: changing one changes every run
-PURPOSES = {"initial": 0, "subset": 1, "strategy": 2, "stop": 3, "fit": 4}
+PURPOSES = {"initial": 0, "subset": 1, "strategy": 2, "stop": 3, "fit": 4, "audit": 5}
 INITIAL_ROUND = -1  # labeled_round of the initial set (or of labels given before any query)
 
 

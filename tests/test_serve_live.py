@@ -107,22 +107,24 @@ def check_rescored(client, project_id: int, health: dict) -> None:
     assert any(line.startswith(f"task {b}:") for b in broken for line in health["skipped"])
 
 
+def project_of_folder(client, folder, title: str):
+    """A project whose tasks Label Studio makes from a Local Files storage of ``folder``; returns
+    the project and its tasks, by image path."""
+    project = client.projects.create(title=title, label_config=labeling_config(CLASSES))
+    storage = client.import_storage.local.create(
+        project=project.id, path=str(folder), use_blob_urls=True, regex_filter=r".*\.(png|jpg)$", recursive_scan=True
+    )
+    client.import_storage.local.sync(id=storage.id)
+    return project, sorted(client.tasks.list(project=project.id, fields="all"), key=path_of)
+
+
 def test_the_backend_trains_and_rescores_in_label_studio(server, tmp_path):
     from label_studio_sdk import LabelStudio
 
     ls_url, root = server
     truth = make_shapes(root / "shapes", n=24)
     client = LabelStudio(base_url=ls_url, api_key=TOKEN)
-    project = client.projects.create(title="lplgrad ml backend test", label_config=labeling_config(CLASSES))
-    storage = client.import_storage.local.create(
-        project=project.id,
-        path=str(root / "shapes"),
-        use_blob_urls=True,
-        regex_filter=r".*\.(png|jpg)$",
-        recursive_scan=True,
-    )
-    client.import_storage.local.sync(id=storage.id)
-    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=path_of)
+    project, tasks = project_of_folder(client, root / "shapes", "lplgrad ml backend test")
     assert len(tasks) == 25  # 24 images and the broken one: Label Studio made the tasks
 
     backend = ServeProcess(ls_url, tmp_path / "state", free_port(), tmp_path / "serve.log")
@@ -173,16 +175,7 @@ def test_label_studio_unreachable_during_a_training_is_retried(server, tmp_path)
     ls_url, root = server
     truth = make_shapes(root / "shapes_fault", n=12)
     client = LabelStudio(base_url=ls_url, api_key=TOKEN)
-    project = client.projects.create(title="lplgrad ml backend fault test", label_config=labeling_config(CLASSES))
-    storage = client.import_storage.local.create(
-        project=project.id,
-        path=str(root / "shapes_fault"),
-        use_blob_urls=True,
-        regex_filter=r".*\.(png|jpg)$",
-        recursive_scan=True,
-    )
-    client.import_storage.local.sync(id=storage.id)
-    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=path_of)
+    project, tasks = project_of_folder(client, root / "shapes_fault", "lplgrad ml backend fault test")
     for t in [t for t in tasks if not path_of(t).endswith("broken.png")][:5]:
         annotate(client, t, truth[path_of(t)])
 

@@ -31,6 +31,7 @@ from lplgrad.inference import run_eval
 from lplgrad.labeling.checkpoint import round_dirs
 from lplgrad.labeling.label_studio import image_url
 from lplgrad.records import atomic_write
+from lplgrad.split import round_generator
 
 DRAWN = "audit_drawn.csv"
 TO_LABEL = "to_label_audit.csv"
@@ -49,6 +50,13 @@ class AuditOptions:
     size: int = 0
     confidence: float = 0.95
     interval: str = "wilson"
+
+    @classmethod
+    def from_config(cls, section) -> AuditOptions:
+        """The checked options of a parsed command line's ``audit`` section."""
+        options = cls(**section.as_dict())
+        options.check()
+        return options
 
     def check(self) -> None:
         if self.size < 0:
@@ -72,8 +80,9 @@ def audit_paths(out: str | Path | None) -> list[str]:
 
 
 def draw(unlabeled: Tensor, size: int, seed: int, round_: int) -> Tensor:
-    """``size`` pool indices drawn at random from ``unlabeled``, seeded by (seed, round). -> (<= size,)"""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + round_ * 101 + 7919)
+    """``size`` pool indices drawn at random from ``unlabeled`` with the run's "audit" stream of
+    the round (:func:`lplgrad.split.round_generator`). -> (<= size,)"""
+    g = round_generator(seed, round_, "audit")
     return unlabeled[torch.randperm(len(unlabeled), generator=g)[:size]]
 
 

@@ -138,8 +138,7 @@ def label_round(cli, args: list[str] | None) -> dict[str, Any]:
     if trainer.num_devices > 1 or trainer.num_nodes > 1:
         raise LabelingError("python -m lplgrad.label runs on one device: set --trainer.devices 1")
     check_learner(cli.strategy, learner)
-    audit_options = AuditOptions(**cfg.audit.as_dict())
-    audit_options.check()
+    audit_options = AuditOptions.from_config(cfg.audit)
     round_ = next_round(prepared.out)
     rdir = prepared.out / f"round_{round_:03d}"
     report.inputs(dm)

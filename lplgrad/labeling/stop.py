@@ -46,7 +46,7 @@ class StopResult:
     line: str  # for the console
 
 
-def stop_paths(out: Path, dm: LabelFolderData, size: int) -> tuple[list[str], bool]:
+def _stop_paths(out: Path, dm: LabelFolderData, size: int) -> tuple[list[str], bool]:
     """The stop set's image paths, and whether it was drawn now."""
     path = out / STOP_SET
     if path.is_file():
@@ -80,7 +80,7 @@ def label_chain(rounds: list[tuple[int, Any]], now: tuple[int, Any]) -> list[Any
     return [preds for _, preds in chain]
 
 
-def kappa_between(a: dict[str, str], b: dict[str, str]) -> float | None:
+def _kappa(a: dict[str, str], b: dict[str, str]) -> float | None:
     common = [p for p in a if p in b]
     if not common:
         return None
@@ -93,18 +93,33 @@ def stop_signal(
 ) -> StopResult:
     """This round's predictions on the stop set, compared with those of the last trained round
     with another number of labels (:func:`label_chain`)."""
-    paths, new = stop_paths(out, dm, opts.size)
+    paths, new, now = stop_set_predictions(out, dm, net, device, opts.size)
+    chain = label_chain(_trained_rounds(out, round_), (len(dm.split), now))
+    chain = [json.loads(p.read_text()) if isinstance(p, Path) else p for p in chain]
+    return stop_result(chain, {PREDICTIONS: json.dumps(now, indent=0) + "\n"}, dm, paths, new, opts)
+
+
+def stop_set_predictions(
+    out: Path, dm: LabelFolderData, net: torch.nn.Module, device: torch.device, size: int
+) -> tuple[list[str], bool, dict[str, str]]:
+    """The stop set's paths (kept in ``out``), whether it was drawn now, and the network's class
+    for each of its images present in the folder."""
+    paths, new = _stop_paths(out, dm, size)
     index = {f: i for i, f in enumerate(dm.files)}
     present = [p for p in paths if p in index]
     rows = torch.tensor([index[p] for p in present], dtype=torch.long)
     preds = torch.cat(run_eval(net, dm.pool_dataloader(rows), device, lambda x, _: net(x)[0].argmax(1).cpu()))
-    now = {p: dm.classes[c] if c < len(dm.classes) else str(c) for p, c in zip(present, preds.tolist())}
-    chain = label_chain(_trained_rounds(out, round_), (len(dm.split), now))
-    chain = [json.loads(p.read_text()) if isinstance(p, Path) else p for p in chain]
-    kappas = [kappa_between(a, b) for a, b in zip(chain[1:], chain[:-1])]
+    return paths, new, {p: dm.classes[c] if c < len(dm.classes) else str(c) for p, c in zip(present, preds.tolist())}
+
+
+def stop_result(
+    chain: list[dict[str, str]], files: dict[str, str], dm: LabelFolderData, paths: list[str], new: bool, opts
+) -> StopResult:
+    """The signal from the chain of predictions, oldest first (:func:`label_chain`): kappa between
+    the last two, the suggestion, the console line; ``files`` gains the stop set when drawn now."""
+    kappas = [_kappa(a, b) for a, b in zip(chain[1:], chain[:-1])]
     k = kappas[-1] if kappas else None
     kappas = [x for x in kappas if x is not None]
-    files = {PREDICTIONS: json.dumps(now, indent=0) + "\n"}
     if new:
         files[STOP_SET] = json.dumps({"seed": dm.effective_seed, "paths": paths}, indent=0) + "\n"
     suggested = stopping.stop_suggested(kappas, opts.threshold, opts.rounds)

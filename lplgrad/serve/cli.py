@@ -25,7 +25,7 @@ from lplgrad.serve.backend import Auth, Backend
 from lplgrad.serve.config import PLACEHOLDER_IMAGES, make_cli
 from lplgrad.serve.predictor import Predictor
 from lplgrad.serve.project import open_project
-from lplgrad.serve.signals import audit_options
+from lplgrad.labeling.audit import AuditOptions
 from lplgrad.serve.training import run_training
 
 log = logging.getLogger("lplgrad.serve")
@@ -45,7 +45,7 @@ def build_backend(cfg, args: list[str]) -> Backend:
         raise ConfigError(f"no Label Studio API key: set the environment variable {ls.key_env}")
     if ls.project is not None and not str(ls.project).isdigit():
         raise ConfigError(f"--label_studio.project {ls.project!r}: give the project's id (a number)")
-    audit_options(cfg)  # a wrong --audit.* stops here, not at the first training
+    AuditOptions.from_config(cfg.audit)  # a wrong --audit.* stops here, not at the first training
     password = os.environ.get(cfg.basic_auth_pass_env) if cfg.basic_auth_user else None
     if cfg.basic_auth_user and not password:
         raise ConfigError(f"--basic_auth_user needs a password in the environment variable {cfg.basic_auth_pass_env}")

@@ -19,20 +19,11 @@ from typing import Any
 
 import torch
 
-from lplgrad import stopping
 from lplgrad.estimate import Interval
-from lplgrad.inference import run_eval
 from lplgrad.labeling.audit import AuditOptions, draw, estimate
-from lplgrad.labeling.stop import STOP_SET, StopOptions, StopResult, kappa_between, stop_paths, label_chain
+from lplgrad.labeling.stop import StopOptions, StopResult, label_chain, stop_result, stop_set_predictions
 
 STOP_HISTORY = "stop_history.json"
-
-
-def audit_options(cfg) -> AuditOptions:
-    """The checked ``--audit.*`` options of a parsed command line."""
-    options = AuditOptions(**cfg.audit.as_dict())
-    options.check()
-    return options
 
 
 def hold_out_audit(dm, task_of: dict[str, int], audit: list[int], labels: dict[int, str | None]) -> None:
@@ -74,21 +65,8 @@ def stop_signal(state_dir: Path, dm, net, device: torch.device, opts: StopOption
     """This training's predictions on the stop set, compared with the last trained training's
     that had another number of labels. The files to write once the training is posted:
     ``stop_history.json`` and, when drawn now, ``stop_set.json``."""
-    paths, new = stop_paths(state_dir, dm, opts.size)
-    index = {f: i for i, f in enumerate(dm.files)}
-    present = [p for p in paths if p in index]
-    rows = torch.tensor([index[p] for p in present], dtype=torch.long)
-    preds = torch.cat(run_eval(net, dm.pool_dataloader(rows), device, lambda x, _: net(x)[0].argmax(1).cpu()))
-    now = {p: dm.classes[c] if c < len(dm.classes) else str(c) for p, c in zip(present, preds.tolist())}
+    paths, new, now = stop_set_predictions(state_dir, dm, net, device, opts.size)
     entry = {"version": version, "labels": len(dm.split), "predictions": now}
     chain = label_chain([(h["labels"], h) for h in _history(state_dir)], (entry["labels"], entry))
-    kappas = [kappa_between(a["predictions"], b["predictions"]) for a, b in zip(chain[1:], chain[:-1])]
-    k = kappas[-1] if kappas else None
-    kappas = [x for x in kappas if x is not None]
     files = {STOP_HISTORY: json.dumps({"trainings": chain}, indent=0) + "\n"}
-    if new:
-        files[STOP_SET] = json.dumps({"seed": dm.effective_seed, "paths": paths}, indent=0) + "\n"
-    suggested = stopping.stop_suggested(kappas, opts.threshold, opts.rounds)
-    return StopResult(
-        files, {"stop_kappa": k, "stop_suggested": suggested}, stopping.describe(k, kappas, opts.threshold, opts.rounds)
-    )
+    return stop_result([c["predictions"] for c in chain], files, dm, paths, new, opts)

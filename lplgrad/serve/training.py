@@ -31,7 +31,8 @@ from lplgrad.records import atomic_write
 from lplgrad.serve.config import LabelConfig, make_cli, training_args
 from lplgrad.serve.images import ImageCache
 from lplgrad.serve.project import label_config, post_predictions, task_labels
-from lplgrad.serve.signals import audit_estimate, audit_options, draw_audit, hold_out_audit, stop_signal
+from lplgrad.labeling.audit import AuditOptions
+from lplgrad.serve.signals import audit_estimate, draw_audit, hold_out_audit, stop_signal
 from lplgrad.serve.state import StateFile, version_name
 from lplgrad.strategies import check_learner
 
@@ -100,7 +101,7 @@ def train_and_score(
     dm, learner, trainer = cli.datamodule, cli.model, cli.trainer
     out.skipped = [f"task {s.path.split('-', 1)[0]}: {s.reason}" for s in dm.scan.skipped]
     check_learner(cli.strategy, learner)
-    options = audit_options(cli.config)
+    options = AuditOptions.from_config(cli.config.audit)
     task_of = {name: task for task, name in files.items()}
     hold_out_audit(dm, task_of, audit, labels)
     drawn = draw_audit(dm, task_of, options.size, version)
