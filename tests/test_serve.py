@@ -4,6 +4,7 @@ the state's round trip, one real (tiny) training that re-scores the open tasks, 
 keep the stop signal and an audit sample."""
 
 import base64
+import io
 import json
 import logging
 import shutil
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from helpers.fake_ml_label_studio import FakeMLLabelStudio
 from helpers.shapes import CONFIG, TINY_LABEL, make_shapes
@@ -173,6 +175,13 @@ def test_score_order_and_image_sources():
     assert url.startswith(ls + "/tasks/9/presign/?fileuri=") and key
     assert source_url("https://example.com/a.png", ls, 1) == ("https://example.com/a.png", False)
     assert extension("/data/local-files/?d=a/b%20c.JPG") == ".jpg" and extension("https://x/y", "image/png") == ".png"
+    resolving = "/tasks/9/resolve/?fileuri=" + base64.urlsafe_b64encode(b"s3://bucket/k.png").decode()
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, "PNG")
+    assert (
+        extension(resolving) == ".png" and extension("https://x/y", "binary/octet-stream", buffer.getvalue()) == ".png"
+    )
+    assert extension("https://x/y", "text/html", b"<html>") == ".img"  # not an image: skipped, not cached
     cfg = parse_label_config(labeling_config(CLASSES))
     assert (cfg.from_name, cfg.to_name, cfg.value_key, cfg.classes) == ("label", "image", "image", CLASSES)
 
@@ -220,6 +229,7 @@ def test_a_training_rescores_every_open_task(tmp_path, monkeypatch):
     run_training(TINY, StateFile(tmp_path / "state"), open_live)  # a restarted backend: the next version
     assert StateFile(tmp_path / "state").read().version == 2 and ls.project.model_version == "lplgrad-2"
     assert len(ls.gets) == fetched + 1  # images cached: only the missing one is tried again
+    assert all(ls.versions_of(t) == ["lplgrad-2"] for t in open_tasks)  # lplgrad-1's were deleted
 
     # a task added since: /predict classifies it with the last trained network, without a score
     new = ls.add_task("/data/local-files/?d=images/set_a/img_000.png?copy", tmp_path / "images" / paths[0])
@@ -283,6 +293,7 @@ def test_two_trainings_keep_the_stop_signal_and_an_audit(tmp_path, monkeypatch):
     labels_csv = (tmp_path / "state" / "labels.csv").read_text()
     assert not any(line.startswith(f"{t}-") for t in saved.audit for line in labels_csv.splitlines())
     assert not set(saved.audit) & set(ls.latest("lplgrad-2"))
+    assert not any(ls.versions_of(t) for t in saved.audit)  # those drawn now had lplgrad-1's: deleted
     assert isinstance(saved.stop_kappa, float) and -1 <= saved.stop_kappa <= 1
     assert stop_predictions(tmp_path / "state") == classes  # the audit's labels did not change the network
     assert saved.audit_estimate == wilson(1, 2).as_dict()

@@ -6,12 +6,15 @@ Label Studio is started on a loopback port with ``ML_BLOCK_LOCAL_IP=false`` and
 otherwise), the backend as its own process on another. The test makes a project whose tasks
 Label Studio creates from a Local Files storage, connects the backend through the API
 (``POST /api/ml``), annotates through the API, and trains with N annotations and with
-START_TRAINING; after each training (polled, never a fixed sleep) every open task has a
-prediction of the new model version and the first task by ascending "Prediction score" is the
-strategy's first pick. A deleted annotation leaves the training set, an unreadable image is
-skipped and reported, a restarted backend continues with the next version, and a task added
-after a training gets the network's class when Label Studio asks ``/predict``. Label Studio
-unreachable during a training (a proxy switched off) is one logged line and a retry.
+START_TRAINING; after each training (polled, never a fixed sleep) every open task has one
+prediction, of the new model version (the older ones deleted), and the first task by ascending
+"Prediction score" is the strategy's first pick. A deleted annotation leaves the training set,
+an unreadable image is skipped and reported, a restarted backend continues with the next
+version, and a task added after a training gets the network's class when Label Studio asks
+``/predict``. Label Studio unreachable during a training (a proxy switched off) is one logged
+line and a retry. Two more projects hold images uploaded through Label Studio's import
+(``/data/upload/...``) and images of an S3 source storage on moto's S3 server (``s3://...``,
+fetched through Label Studio's presign route), trained and predicted alike.
 """
 
 import json
@@ -93,18 +96,20 @@ def annotate(client, task, label: str) -> None:
     )
 
 
-def check_rescored(client, project_id: int, health: dict) -> None:
-    """Every open task with a readable image has a prediction of the backend's version; the
-    first by ascending "Prediction score" is the strategy's first pick."""
+def check_rescored(client, project_id: int, health: dict, broken: set[int] | None = None) -> None:
+    """Every open task with a readable image has one prediction, of the backend's version (the
+    older ones deleted); the first by ascending "Prediction score" is the strategy's first
+    pick; the tasks in ``broken`` (default: those of broken.png) are reported as skipped."""
     version = health["model_version"]
     tasks = list(client.tasks.list(project=project_id, fields="all"))
-    broken = {t.id for t in tasks if path_of(t).endswith("broken.png")}
+    if broken is None:
+        broken = {t.id for t in tasks if path_of(t).endswith("broken.png")}
     open_tasks = [t for t in tasks if not t.annotations and t.id not in broken]
-    assert open_tasks and all(any(p.model_version == version for p in t.predictions) for t in open_tasks)
+    assert open_tasks and all([p.model_version for p in t.predictions] == [version] for t in open_tasks)
     query = json.dumps({"ordering": ["tasks:predictions_score"]})
     first = next(iter(client.tasks.list(project=project_id, fields="all", query=query)))
     assert first.id == health["first_pick"]
-    assert any(line.startswith(f"task {b}:") for b in broken for line in health["skipped"])
+    assert broken and all(any(line.startswith(f"task {b}:") for line in health["skipped"]) for b in broken)
 
 
 def project_of_folder(client, folder, title: str):
@@ -197,3 +202,91 @@ def test_label_studio_unreachable_during_a_training_is_retried(server, tmp_path)
     check_rescored(client, project.id, health)
     backend.stop()
     proxy.close()
+
+
+def serve_and_train(client, ls_url: str, project, readable: list, label_of, tmp_path: Path):
+    """The backend connected to ``project``, trained on 4 annotations of ``readable`` tasks
+    (``label_of(task)`` gives the class); -> (the backend, its /health after the training)."""
+    backend = ServeProcess(ls_url, tmp_path / "state", free_port(), tmp_path / "serve.log", project.id)
+    client.ml.create(project=project.id, url=backend.url, title="lplgrad")
+    for t in readable[:4]:
+        annotate(client, t, label_of(t))
+    return backend, backend.wait_version("lplgrad-1")
+
+
+def test_uploaded_images_are_trained_and_predicted(server, tmp_path):
+    """Images uploaded through Label Studio's import (as its "Upload Files" dialog does): the
+    tasks show /data/upload/... URLs, which the backend fetches with the key."""
+    import httpx
+    from label_studio_sdk import LabelStudio
+
+    ls_url, _ = server
+    truth = {Path(p).name: c for p, c in make_shapes(tmp_path / "upload", n=12).items()}
+    client = LabelStudio(base_url=ls_url, api_key=TOKEN)
+    project = client.projects.create(title="lplgrad ml backend uploads", label_config=labeling_config(CLASSES))
+    files = sorted(tmp_path.glob("upload/**/*.png")) + sorted(tmp_path.glob("upload/**/*.jpg"))
+    got = httpx.post(
+        f"{ls_url}/api/projects/{project.id}/import",
+        headers={"Authorization": f"Token {TOKEN}"},
+        files=[(f"file{n}", (f.name, f.read_bytes())) for n, f in enumerate(files)],  # one key a file
+        timeout=120,
+    )
+    assert got.status_code == 201, got.text
+    tasks = list(client.tasks.list(project=project.id, fields="all"))
+    name = {t.id: t.data["image"].rsplit("/", 1)[1].split("-", 1)[1] for t in tasks}  # <hash>-<file name>
+    assert len(tasks) == 13 and all(t.data["image"].startswith(f"/data/upload/{project.id}/") for t in tasks)
+    broken = {t.id for t in tasks if name[t.id] == "broken.png"}
+    readable = sorted((t for t in tasks if t.id not in broken), key=lambda t: t.id)
+    backend, health = serve_and_train(client, ls_url, project, readable, lambda t: truth[name[t.id]], tmp_path)
+    assert health["labels"] == 4
+    check_rescored(client, project.id, health, broken)
+    backend.stop()
+
+
+def test_images_in_s3_are_fetched_through_label_studio(server, tmp_path):
+    """An S3-compatible server (moto's, on loopback) as the project's S3 source storage with a
+    custom endpoint: the tasks hold s3:// URIs, which the backend fetches through Label Studio's
+    presign route (Label Studio redirects to a presigned URL of the storage), for the training
+    and for /predict of a task added since."""
+    import boto3  # moto[server] and boto3: the test extra
+    from label_studio_sdk import LabelStudio
+    from moto.server import ThreadedMotoServer
+
+    ls_url, _ = server
+    port = free_port()
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3_server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        keys = {"aws_access_key_id": "lplgrad", "aws_secret_access_key": "lplgrad-secret", "region_name": "us-east-1"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, **keys)
+        s3.create_bucket(Bucket="lplgrad-images")
+        truth = make_shapes(tmp_path / "s3", n=12)
+        for rel in [*truth, "set_a/broken.png"]:
+            s3.upload_file(str(tmp_path / "s3" / rel), "lplgrad-images", f"shapes/{rel}")
+        client = LabelStudio(base_url=ls_url, api_key=TOKEN)
+        project = client.projects.create(title="lplgrad ml backend s3", label_config=labeling_config(CLASSES))
+        storage = client.import_storage.s3.create(
+            project=project.id, bucket="lplgrad-images", prefix="shapes", s3endpoint=endpoint, use_blob_urls=True,
+            presign=True, recursive_scan=True, regex_filter=r".*\.(png|jpg)$", **keys,
+        )  # fmt: skip
+        client.import_storage.s3.sync(id=storage.id)
+        tasks = list(client.tasks.list(project=project.id, fields="all", resolve_uri=False))
+        key = {t.id: t.data["image"].removeprefix("s3://lplgrad-images/shapes/") for t in tasks}
+        assert len(tasks) == 13 and all(t.data["image"].startswith("s3://lplgrad-images/") for t in tasks)
+        broken = {t for t, k in key.items() if k.endswith("broken.png")}
+        readable = sorted((t for t in tasks if t.id not in broken), key=lambda t: t.id)
+        backend, health = serve_and_train(client, ls_url, project, readable, lambda t: truth[key[t.id]], tmp_path)
+        check_rescored(client, project.id, health, broken)
+
+        # a task added since, of an object in the bucket: /predict fetches it through the presign route
+        client.projects.import_tasks(id=project.id, request=[{"image": readable[5].data["image"]}])
+        new = max(client.tasks.list(project=project.id), key=lambda t: t.id)
+        client.actions.create(
+            id="retrieve_tasks_predictions", project=project.id, selected_items={"all": False, "included": [new.id]}
+        )
+        (got,) = client.tasks.get(id=new.id).predictions
+        assert got.model_version == "lplgrad-1" and got.result[0]["value"]["choices"][0] in CLASSES
+        backend.stop()
+    finally:
+        s3_server.stop()

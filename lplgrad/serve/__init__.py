@@ -2,6 +2,7 @@
 
 Label Studio calls its routes (:mod:`~lplgrad.serve.app`); one background thread
 (:mod:`~lplgrad.serve.worker`) trains the labeling app's network on the project's labels and
-re-scores every open task (:mod:`~lplgrad.serve.training`); what must survive a restart is in the
-state folder (:mod:`~lplgrad.serve.state`).
+re-scores every open task (:mod:`~lplgrad.serve.training`, :mod:`~lplgrad.serve.scoring`),
+replacing its own older predictions (:mod:`~lplgrad.serve.cleanup`); what must survive a restart
+is in the state folder (:mod:`~lplgrad.serve.state`).
 """

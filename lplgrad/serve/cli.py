@@ -5,7 +5,7 @@ Options are the labeling app's (``--config configs/label_folder.yaml``, ``--mode
 ``--strategy``, ``--trainer.*``, ``--data.*``, ``--label_studio.url``, ``--label_studio.key_env``,
 ``--label_studio.project``: a project id, else the first project that calls) plus ``--state_dir``,
 ``--host``, ``--port``, ``--train_every``, ``--basic_auth_user`` (its password from
-``--basic_auth_pass_env``) and ``--retry_max``; ``--audit.*`` and ``--stop.*`` are the labelling
+``--basic_auth_pass_env``), ``--retry_max`` and ``--old_predictions``; ``--audit.*`` and ``--stop.*`` are the labelling
 app's (:mod:`~lplgrad.serve.signals`). Expected failures stop with one
 ``lplgrad.serve: error:`` line (:func:`lplgrad.guard.guarded`).
 """

@@ -8,7 +8,7 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lplgrad.errors import LabelingError
 from lplgrad.labeling.cli import EpochLines, LabelCLI
@@ -46,6 +46,13 @@ def add_server_options(parser) -> None:
         help="The environment variable holding the basic-auth password.",
     )
     parser.add_argument("--retry_max", type=float, default=300.0, help="Longest wait between retries (seconds).")
+    parser.add_argument(
+        "--old_predictions",
+        type=Literal["delete", "keep"],
+        default="delete",
+        help="After a training, delete this backend's older predictions of the tasks it re-scores (delete), "
+        "or keep every version's (keep).",
+    )
 
 
 TRAINER_DEFAULTS = {

@@ -1,10 +1,10 @@
 """``/predict`` for tasks the last scoring did not cover (added since the last training): the
 last trained network (``state_dir/model.ckpt`` rebuilt from ``config.yaml`` beside it, as
 ``python -m lplgrad.predict`` does it, :func:`lplgrad.labeling.trained.load_trained`) classifies
-their images, fetched into the image cache. Such a task gets the class but no score (it was not
-ranked with the others), so it comes after the ranked ones in the Data Manager; the next
-training ranks it. Before any trained network, or when an image cannot be had, the task's
-prediction is empty."""
+their images, read from the image cache (fetched into it first when missing, the only time Label
+Studio is asked). Such a task gets the class but no score (it was not ranked with the others), so
+it comes after the ranked ones in the Data Manager; the next training ranks it. Before any trained
+network, or when an image cannot be had, the task's prediction is empty."""
 
 from __future__ import annotations
 
@@ -45,18 +45,24 @@ class Predictor:
         return self.model
 
     def classify(self, tasks: list[dict[str, Any]], config: LabelConfig, version: int) -> dict[int, str]:
-        """Task id -> the network's class for each task whose image can be had."""
+        """Task id -> the network's class for each task whose image can be had. Label Studio is
+        asked only for images not in the cache yet."""
         with self.lock:
             model = self._model(version)
             if model is None or not tasks:
                 return {}
-            try:
-                live = self.open_live()
-                cache = ImageCache(self.state_dir / "images", live.url, live.authorization())
-                files, skipped = cache.fetch({t["id"]: (t.get("data") or {}).get(config.value_key) for t in tasks})
-            except LPLgradError as e:
-                log.warning("predict: %s", e)
-                return {}
+            images = {t["id"]: (t.get("data") or {}).get(config.value_key) for t in tasks}
+            cache = ImageCache(self.state_dir / "images", "", {})
+            files = {task: name for task, value in images.items() if (name := cache.cached(task, value))}
+            skipped = []
+            if len(files) < len(images):
+                try:
+                    live = self.open_live()
+                    cache = ImageCache(self.state_dir / "images", live.url, live.authorization())
+                    got, skipped = cache.fetch({t: v for t, v in images.items() if t not in files})
+                    files.update(got)
+                except LPLgradError as e:
+                    log.warning("predict: %s", e)
             out = {}
             for task, name in files.items():
                 try:

@@ -1,5 +1,6 @@
 """The Label Studio project the backend serves, through label-studio-sdk's public API: its
-labeling config, its tasks with their annotations, and the predictions of a model version.
+labeling config, its tasks with their annotations and predictions, and the predictions of a
+model version.
 
 Every failure (network, key, refused request) is one :class:`~lplgrad.errors.LabelStudioError`
 line; the worker logs it and retries later."""
@@ -12,6 +13,7 @@ from typing import Any
 from lplgrad.errors import LabelStudioError
 from lplgrad.labeling.label_studio import latest_choice
 from lplgrad.labeling.live import LiveProject
+from lplgrad.serve.cleanup import prediction_pairs
 from lplgrad.serve.config import LabelConfig, choice_result, parse_label_config
 
 
@@ -29,6 +31,26 @@ def label_config(live: LiveProject) -> LabelConfig:
     """The project's question (:func:`~lplgrad.serve.config.parse_label_config`)."""
     found = live.call(f"opening project {live.id}", live.client.projects.get, id=live.id)
     return parse_label_config(found.label_config)
+
+
+def project_tasks(live: LiveProject) -> list[dict[str, Any]]:
+    """Every task of the project as a dict: ``id``, ``data``, ``annotations``, and its
+    ``predictions`` as (id, model version) pairs. The data is as stored (``s3://...``, not
+    Label Studio's resolving URL): what Label Studio sends to ``/predict`` too, so both find the
+    same cached image."""
+    items = live.call(
+        "listing the tasks",
+        lambda: list(live.client.tasks.list(project=live.id, fields="all", resolve_uri=False)),
+    )
+    return [
+        {
+            "id": t.id,
+            "data": dict(t.data or {}),
+            "annotations": list(t.annotations or []),
+            "predictions": prediction_pairs(getattr(t, "predictions", None)),
+        }
+        for t in items
+    ]
 
 
 def task_labels(tasks: list[dict[str, Any]], config: LabelConfig) -> dict[int, str | None]:

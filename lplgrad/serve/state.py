@@ -2,24 +2,27 @@
 
 ``state.json`` (written atomically) holds the model version, the project it serves, how many
 labels the last training used and when it ended, the annotation events counted towards the next
-training, the tasks whose image could not be read, the last scoring: task id -> (predicted
-class, score), which ``/predict`` answers from, and the last trained training's signals
+training, the tasks whose image could not be read, and the last trained training's signals
 (:mod:`~lplgrad.serve.signals`): the stop signal's kappa and advice, the audit tasks (never
-predicted, never trained on) and the accuracy measured on those labelled, with its interval. ``model.ckpt`` beside it is the network
-(:func:`lplgrad.labeling.checkpoint.save_checkpoint`).
+predicted, never trained on) and the accuracy measured on those labelled, with its interval.
+``scores.json`` beside it holds the last scoring, task id -> (predicted class, score), which
+``/predict`` answers from, with the version it belongs to; it is written only when a training
+changes it, so that counting an annotation event does not rewrite ten thousand scores.
+``model.ckpt`` is the network (:func:`lplgrad.labeling.checkpoint.save_checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from lplgrad.records import atomic_write
 
 STATE = "state.json"
+SCORES = "scores.json"
 PREFIX = "lplgrad-"
 
 
@@ -53,9 +56,13 @@ class ServeState:
     def model_version(self) -> str:
         return version_name(self.version)
 
+    def as_dict(self, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The fields as a dict, without those in ``leave_out`` (no deep copy: the scores can be large)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in leave_out}
+
     def summary(self) -> dict[str, Any]:
         """What ``/health`` and the log show (everything but the scores and the audit's task ids)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("scores", "audit")}
+        out = self.as_dict(("scores", "audit"))
         return {
             **out,
             "model_version": self.model_version,
@@ -74,10 +81,12 @@ class StateFile:
         self.state = load_state(self.path)
 
     def update(self, **changes: Any) -> ServeState:
-        """Change fields and save; returns the state."""
+        """Change fields and save (``scores.json`` too when the scores change); returns the state."""
         with self.lock:
             for key, value in changes.items():
                 setattr(self.state, key, value)
+            if "scores" in changes:  # first: a state.json of the new version never meets the old scores
+                save_scores(self.dir / SCORES, self.state)
             save_state(self.path, self.state)
             return self.state
 
@@ -87,13 +96,23 @@ class StateFile:
 
 
 def load_state(path: Path) -> ServeState:
-    """The saved state, or a fresh one when there is none."""
+    """The saved state, or a fresh one when there is none; the scores from ``scores.json`` when
+    they belong to the saved version (an older backend kept them in ``state.json``)."""
     if not path.is_file():
         return ServeState()
     data = json.loads(path.read_text())
-    known = set(ServeState.__dataclass_fields__)
-    return ServeState(**{k: v for k, v in data.items() if k in known})
+    known = {f.name for f in fields(ServeState)}
+    state = ServeState(**{k: v for k, v in data.items() if k in known})
+    scores = path.parent / SCORES
+    if scores.is_file():
+        saved = json.loads(scores.read_text())
+        state.scores = saved["scores"] if saved.get("version") == state.version else {}
+    return state
 
 
 def save_state(path: Path, state: ServeState) -> None:
-    atomic_write(path, json.dumps(asdict(state), indent=1, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(state.as_dict(("scores",)), indent=1, sort_keys=True) + "\n")
+
+
+def save_scores(path: Path, state: ServeState) -> None:
+    atomic_write(path, json.dumps({"version": state.version, "scores": state.scores}, separators=(",", ":")) + "\n")

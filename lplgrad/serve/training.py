@@ -4,12 +4,13 @@ It reads the project as it is now (labeling config, every task with its annotati
 the images it has not cached yet (:mod:`~lplgrad.serve.images`), writes the labels as the
 labeling app's labels CSV, trains M and A with the labeling app's own code
 (:func:`lplgrad.labeling.train.train`; too few labels: its cold-start strategy), scores every
-unlabelled task with the strategy (:func:`lplgrad.labeling.propose.propose`), posts one
-prediction of the new model version per unlabelled task and makes it the project's model
-version, and only then saves the checkpoint, the stop signal's files and the state (so a training
-that fails halfway is simply done again). The audit tasks (``--audit.size``) are left out of the
-labels and of the scoring, and a trained network gets the stop signal and the audit estimate
-(:mod:`~lplgrad.serve.signals`)."""
+unlabelled task with the strategy (:mod:`~lplgrad.serve.scoring`), posts one prediction of the
+new model version per unlabelled task and makes it the project's model version, deletes this
+backend's older predictions of those tasks (:mod:`~lplgrad.serve.cleanup`, unless
+``--old_predictions keep``), and only then saves the checkpoint, the stop signal's files and the
+state (so a training that fails halfway is simply done again). The audit tasks
+(``--audit.size``) are left out of the labels and of the scoring, and a trained network gets the
+stop signal and the audit estimate (:mod:`~lplgrad.serve.signals`)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ from pathlib import Path
 from lplgrad.estimate import Interval
 from lplgrad.labeling.checkpoint import CHECKPOINT, save_checkpoint
 from lplgrad.labeling.outputs import config_text
-from lplgrad.labeling.propose import predict, propose
 from lplgrad.labeling.stop import StopResult
 from lplgrad.labeling.train import TrainingMode, train
 from lplgrad.labeling.trained import CONFIG
 from lplgrad.records import atomic_write
+from lplgrad.serve.cleanup import delete_single, delete_whole, older_predictions
 from lplgrad.serve.config import LabelConfig, make_cli, training_args
 from lplgrad.serve.images import ImageCache
-from lplgrad.serve.project import label_config, post_predictions, task_labels
+from lplgrad.serve.project import label_config, post_predictions, project_tasks, task_labels
+from lplgrad.serve.scoring import rank_scores, score_and_classify
 from lplgrad.labeling.audit import AuditOptions
 from lplgrad.serve.signals import audit_estimate, draw_audit, hold_out_audit, stop_signal
 from lplgrad.serve.state import StateFile, version_name
@@ -44,7 +46,8 @@ class Scored:
     """What a training produced: task id -> (predicted class or None, score), best first; the
     labelled tasks it trained on; tasks skipped (unreadable image); whether M was trained; the
     audit tasks (those before and those drawn now) and, when trained, the audit estimate (None
-    without an audit) and the stop signal."""
+    without an audit) and the stop signal; whether this backend's older predictions of the
+    re-scored tasks are deleted (``--old_predictions``) and how many were."""
 
     scores: dict[int, tuple[str | None, float]] = field(default_factory=dict)
     labelled: int = 0
@@ -54,6 +57,8 @@ class Scored:
     drawn: int = 0
     estimate: Interval | None = None
     stop: StopResult | None = None
+    delete_older: bool = True
+    deleted: int = 0
 
 
 def write_labels(path: Path, files: dict[int, str], labels: dict[int, str | None]) -> int:
@@ -67,20 +72,14 @@ def write_labels(path: Path, files: dict[int, str], labels: dict[int, str | None
     return len(rows)
 
 
-def rank_scores(order: list[int], predicted: list[str | None]) -> dict[int, tuple[str | None, float]]:
-    """Scores for the Data Manager: the strategy's k-th pick of n gets k / n, so that ascending
-    "Prediction score" shows the most informative task first (and all scores are in (0, 1])."""
-    n = len(order)
-    return {task: (label, (k + 1) / n) for k, (task, label) in enumerate(zip(order, predicted))}
-
-
 def score_open(out: Scored, learner, dm, training, version: int, device, task_of: dict[str, int]) -> None:
-    """Rank every unlabelled task with the strategy (and the trained network's class) into ``out.scores``."""
+    """Rank every unlabelled task with the strategy (and the trained network's class) into
+    ``out.scores`` (:mod:`~lplgrad.serve.scoring`)."""
     unlabeled = dm.split.unlabeled()
     if len(unlabeled):
-        proposal = propose(learner, dm, training.strategy, len(unlabeled), version, device, training.steps)
-        if out.trained:
-            predict(learner, dm, proposal, device)
+        proposal = score_and_classify(
+            learner, dm, training.strategy, len(unlabeled), version, device, training.steps, out.trained
+        )
         order = [task_of[dm.files[i]] for i in proposal.indices.tolist()]
         out.scores = rank_scores(order, proposal.predicted or [None] * len(order))
 
@@ -102,6 +101,7 @@ def train_and_score(
     out.skipped = [f"task {s.path.split('-', 1)[0]}: {s.reason}" for s in dm.scan.skipped]
     check_learner(cli.strategy, learner)
     options = AuditOptions.from_config(cli.config.audit)
+    out.delete_older = cli.config.old_predictions == "delete"
     task_of = {name: task for task, name in files.items()}
     hold_out_audit(dm, task_of, audit, labels)
     drawn = draw_audit(dm, task_of, options.size, version)
@@ -131,6 +131,21 @@ def signals_text(scored: Scored) -> str:
     return "".join(f"; {p}" for p in parts)
 
 
+def publish(live, config: LabelConfig, scored: Scored, name: str, tasks: list[dict], labels: dict) -> int:
+    """Post the new version's predictions and make it the project's, deleting this backend's
+    older predictions of the re-scored tasks and of the open audit tasks around it
+    (:mod:`~lplgrad.serve.cleanup`). -> how many predictions were posted"""
+    older = None
+    if scored.delete_older:
+        open_audit = {t for t in scored.audit if labels.get(t) is None}
+        older = older_predictions(tasks, set(scored.scores) | open_audit)
+        delete_whole(live, older)
+    posted = post_predictions(live, config, scored.scores, name)
+    if older is not None:
+        scored.deleted = older.count - delete_single(live, older)
+    return posted
+
+
 def run_training(args: list[str], state: StateFile, open_live) -> Scored:
     """One training (see the module docstring); ``open_live()`` gives the project
     (:func:`~lplgrad.serve.project.open_project`). Raises LabelStudioError when Label Studio
@@ -138,7 +153,7 @@ def run_training(args: list[str], state: StateFile, open_live) -> Scored:
     t0 = time.monotonic()
     live = open_live()
     config = label_config(live)
-    tasks = live.tasks()
+    tasks = project_tasks(live)
     labels = task_labels(tasks, config)
     images = {t["id"]: t["data"].get(config.value_key) for t in tasks}
     cache = ImageCache(state.dir / "images", live.url, live.authorization())
@@ -147,7 +162,7 @@ def run_training(args: list[str], state: StateFile, open_live) -> Scored:
     scored = train_and_score(args, state.dir, config, files, labels, version, state.read().audit)
     scored.skipped[:0] = skipped
     name = version_name(version)
-    posted = post_predictions(live, config, scored.scores, name)
+    posted = publish(live, config, scored, name, tasks, labels)
     for name_ in (CHECKPOINT, CONFIG):  # the network and the config that rebuilds it (lplgrad.labeling.trained)
         (state.dir / (name_ + ".next")).replace(state.dir / name_)
     for file, text in (scored.stop.files if scored.stop else {}).items():
@@ -166,11 +181,12 @@ def run_training(args: list[str], state: StateFile, open_live) -> Scored:
         **(scored.stop.fields if scored.stop else {"stop_kappa": None, "stop_suggested": False}),
     )
     log.info(
-        "training %s: %d labelled tasks, %s; %d open tasks scored and predicted; %d skipped; %.1f s%s",
+        "training %s: %d labelled tasks, %s; %d open tasks scored and predicted%s; %d skipped; %.1f s%s",
         name,
         scored.labelled,
         "trained" if scored.trained else "cold start (not trained)",
         posted,
+        f", {scored.deleted} older predictions deleted" if scored.delete_older else "",
         len(scored.skipped),
         time.monotonic() - t0,
         signals_text(scored),
