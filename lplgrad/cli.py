@@ -44,7 +44,7 @@ FIT_MOVED = {
 class BaseCLI(LightningCLI):
     """What both applications' command lines share: the model's optimisers are its own
     (``auto_configure_optimizers`` off, LightningCLI's optimiser options refused), and the
-    number of classes and input channels are linked from the data to the model."""
+    number of classes, the input channels and the feature cache are linked from the data to the model."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, auto_configure_optimizers=False, **kwargs)
@@ -54,6 +54,7 @@ class BaseCLI(LightningCLI):
             parser.add_argument(f"--{key}", type=Any, default=None, help=f"Not used: set {TRAPS[key]}.")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.feature_cache", "model.feature_cache", apply_on="parse")
         parser.link_arguments("seed_everything", "data.seed", compute_fn=split_seed, apply_on="parse")
         parser.add_class_arguments(MathModes, "math", instantiate=False)
         parser.add_subclass_arguments(

@@ -6,6 +6,7 @@ shares with the labeling app's data module is :class:`~lplgrad.pool_data.PoolDat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from lplgrad.augment import TensorBatches
 from lplgrad.budget import Budget
 from lplgrad.datasets import ImageDataset, Transformed
 from lplgrad.errors import ConfigError, DataError
+from lplgrad.feature_cache import RowBatches, dataset_identity
 from lplgrad.loader_kind import LoaderKind, choose_kind
 from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import EpochShuffle, drop_single_last, run_seed
@@ -57,6 +59,10 @@ class ActiveDataModule(PoolData):
         image_size, mean, std: what the backbone's weights expect, when it differs from the
             dataset's own (e.g. 224 and ImageNet's statistics for ImageNet weights): images are
             resized to ``image_size`` and normalised with ``mean``/``std``.
+        feature_cache: compute the frozen part of M (``trainable_stages``) once per pool and test
+            image, then train, query and evaluate on those rows, without augmentation
+            (docs/features.md; the CLI links it to ``model.feature_cache``).
+        feature_dir: where the rows are kept (None: ``features/`` of the run folder).
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class ActiveDataModule(PoolData):
         image_size: int | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        feature_cache: bool = False,
+        feature_dir: str | None = None,
     ) -> None:
         self.sizes = Budget(initial_size, query_size, subset_size, budget)
         for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -87,7 +95,7 @@ class ActiveDataModule(PoolData):
             raise ConfigError("data.on_device needs the images in memory: leave data.in_memory unset or true")
         if test_size is not None and test_size < 1:
             raise ConfigError(f"data.test_size must be positive or null, got {test_size}")
-        super().__init__(eval_batch_size, num_workers)
+        super().__init__(eval_batch_size, num_workers, feature_cache, feature_dir)
         dataset.set_input(image_size, mean, std)
         self.dataset = dataset
         self.initial_size, self.query_size = initial_size, query_size
@@ -228,6 +236,9 @@ class ActiveDataModule(PoolData):
                 "(data.initial_size)"
             )
         drop_last = drop_single_last(per_process, self.batch_size)
+        if self.features:  # the cached rows, shuffled by the same permutation as the PIL path
+            order = {"order": "in_order"} if sharded else dict(order="epoch", seed=run_seed(self.seed), epoch=epoch)
+            return self.row_batches(rows, labels, self.batch_size, rank=rank, world=world, drop_last=drop_last, **order)
         if self.arrays is not None:  # shuffled by the same permutation as the PIL path
             return TensorBatches(
                 self.arrays[0],
@@ -260,12 +271,26 @@ class ActiveDataModule(PoolData):
             drop_last=drop_last,
         )
 
-    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
+    def image_loader(self, indices: Tensor, images: bool = True) -> DataLoader | TensorBatches:
         if self.evaluates_on_device:
             return TensorBatches(
                 self.arrays[0], self.pool.targets, indices, self.eval_batch_size, self.dataset.mean, self.dataset.std
             )
-        return super().pool_dataloader(indices, images)
+        return super().image_loader(indices, images)
+
+    def feature_splits(self) -> dict[str, tuple[int, Callable[[], Iterable], str]]:
+        """The pool and the whole test split (``test_size`` evaluates a fixed part of it)."""
+        ds, pool, test, every = self.dataset, self.pool, self.test_set, torch.arange(len(self.test_set))
+
+        def test_images() -> DataLoader | TensorBatches:
+            if self.evaluates_on_device:
+                return TensorBatches(self.arrays[1], test.targets, every, self.eval_batch_size, ds.mean, ds.std)
+            return self.loader(Transformed(test, ds.eval_transform()), self.eval_batch_size)
+
+        return {
+            "pool": (len(pool), lambda: self.image_loader(torch.arange(len(pool))), dataset_identity(ds, pool, "pool")),
+            "test": (len(test), test_images, dataset_identity(ds, test, "test")),
+        }
 
     @property
     def test_view(self) -> Dataset:
@@ -276,6 +301,9 @@ class ActiveDataModule(PoolData):
         """The test set, or this process's ``rank::world_size`` shard of it (the rounds loop
         evaluates each round on it; not Lightning's ``test_dataloader`` hook: there is no
         ``Trainer.test`` stage)."""
+        if self.features:
+            rows = self._test_rows[rank::world_size]
+            return RowBatches(self.features["test"], self.test_set.targets, rows, self.eval_batch_size)
         if self.evaluates_on_device:
             return TensorBatches(
                 self.arrays[1],

@@ -16,6 +16,7 @@ from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.losses import loss_prediction_loss
 from lplgrad.nets import LossPredictionHead, ResNet18
 from lplgrad.nets.classifier_input import classifier_inputs
+from lplgrad.nets.cut import FeatureCut
 from lplgrad.nets.dropout import attach_head_dropout
 
 
@@ -81,6 +82,9 @@ class ActiveLearner(LightningModule):
         adversary: train M against a Wasserstein critic on its classifier input, with a batch of
             unlabeled images beside every labeled one (WAAL, :mod:`lplgrad.adversary`; None: no
             critic, the default). The WAAL strategy queries with the critic.
+        feature_cache: M is a :class:`~lplgrad.nets.cut.FeatureCut` of the backbone, which takes the
+            data's cached rows of frozen features as well as images (the CLIs link it from
+            ``data.feature_cache``; docs/features.md). The backbone must be frozen below some point.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class ActiveLearner(LightningModule):
         head_dropout: float = 0.0,
         retrain_from_scratch: bool = False,
         adversary: WAALAdversary | None = None,
+        feature_cache: bool = False,
         optimizer: OptimizerCallable = sgd,
         scheduler: LRSchedulerCallable = multistep,
     ) -> None:
@@ -109,6 +114,9 @@ class ActiveLearner(LightningModule):
         self.channels_last = channels_last
         if channels_last:  # NHWC convolutions: faster with tensor cores and bf16 on GPUs
             self.net = self.net.to(memory_format=torch.channels_last)
+        self.feature_cache = feature_cache
+        if feature_cache:  # the same state_dict keys: checkpoints are those of an uncached run
+            self.net = FeatureCut(self.net)
         if not isinstance(compile, (bool, dict)):
             raise ConfigError(
                 f"model.compile must be true, false or a dict of torch.compile arguments, got {compile!r}"

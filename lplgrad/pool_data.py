@@ -1,10 +1,12 @@
 """What the data modules of both applications share (:class:`PoolData`): the pool, its
-:class:`~lplgrad.split.Split`, the pool's training and scoring views and the loaders over them."""
+:class:`~lplgrad.split.Split`, the pool's training and scoring views and the loaders over them,
+and the feature cache (:meth:`PoolData.cache_features`: every loader then serves cached rows)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -13,6 +15,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lplgrad.datasets import Images, Placeholders, Transformed
+from lplgrad.feature_cache import CacheKey, RowBatches, as_feature_cut, fill_rows, frozen_part_digest, open_store
+from lplgrad.feature_cache import text_digest
+from lplgrad.inference import input_dtype
 from lplgrad.query import QueryPool
 from lplgrad.split import Split, mix_seed
 
@@ -98,11 +103,19 @@ class UnlabeledPartners:
 
 class PoolData(LightningDataModule):
     """The split of a pool of images, the pool's views (augmented for training, plain for
-    scoring) and the loaders over them. Subclasses call :meth:`set_pool` and set ``split``."""
+    scoring) and the loaders over them. Subclasses call :meth:`set_pool` and set ``split``.
 
-    def __init__(self, eval_batch_size: int, num_workers: int) -> None:
+    ``feature_cache``: once :meth:`cache_features` has run, every loader serves each image's
+    cached row of frozen features instead of the image (no augmentation); ``feature_dir``: where
+    the rows are kept (None: the application's own folder, or memory)."""
+
+    def __init__(
+        self, eval_batch_size: int, num_workers: int, feature_cache: bool = False, feature_dir: str | None = None
+    ) -> None:
         super().__init__()
         self.eval_batch_size, self.num_workers = eval_batch_size, num_workers
+        self.feature_cache, self.feature_dir = feature_cache, feature_dir
+        self.features: dict[str, Tensor] = {}  # split name -> every image's cached row (N, width)
         self.split: Split | None = None
         self.pool: Images | None = None
 
@@ -158,11 +171,58 @@ class PoolData(LightningDataModule):
             **kw,
         )
 
-    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
-        """Pool items at ``indices`` with the evaluation transform, in order; with ``images``
-        false, their rows without pixels (nothing is decoded)."""
+    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | RowBatches:
+        """Pool items at ``indices`` with the evaluation transform, in order (their cached rows,
+        with the feature cache); with ``images`` false, their rows without pixels (nothing is decoded)."""
+        if self.features:
+            return RowBatches(self.features["pool"], self.pool.targets, indices, self.eval_batch_size)
+        return self.image_loader(indices, images)
+
+    def image_loader(self, indices: Tensor, images: bool = True) -> DataLoader:
+        """The images of :meth:`pool_dataloader`, whether or not features are cached."""
         view = self._eval_view if images else Placeholders(self.pool)
         return self.loader(Subset(view, torch.as_tensor(indices).tolist()), self.eval_batch_size)
+
+    def row_batches(self, indices: Tensor, labels: bool, batch_size: int, **order) -> RowBatches:
+        """Training batches of the cached rows at pool ``indices`` (labels false: every label -1)."""
+        return RowBatches(self.features["pool"], self.pool.targets if labels else None, indices, batch_size, **order)
+
+    # ---- the feature cache ----------------------------------------------------------------
+    def feature_splits(self) -> dict[str, tuple[int, Callable[[], Iterable], str]]:
+        """The splits whose rows are cached: name -> (number of images, their batches in order
+        with the evaluation transform, a digest of which images they are: what the rows are keyed by)."""
+        raise NotImplementedError
+
+    def cache_features(
+        self,
+        net: torch.nn.Module,
+        device: torch.device,
+        folder: Path | None = None,
+        rank: int = 0,
+        barrier: Callable[[], None] | None = None,
+    ) -> list[str]:
+        """Compute, or read from ``folder``, every image's row of frozen features (``net``: a
+        :class:`~lplgrad.nets.cut.FeatureCut`, on ``device`` afterwards); from then on the loaders
+        serve rows. Under several processes rank 0 computes and the others read its files
+        (``barrier``: the trainer's). Returns the lines to print: the cut, and per split whether
+        its rows were read or computed, and why."""
+        cut = as_feature_cut(net).to(device)
+        self.setup()
+        probe = next(iter(self.image_loader(torch.arange(min(len(self.pool), 4)))))[0]
+        plan = cut.prepare(probe.to(device, dtype=input_dtype(cut)))
+        frozen, transform = frozen_part_digest(cut), text_digest(repr(self._eval_view.transform))
+        shared = folder is not None and barrier is not None
+        if shared and rank != 0:  # rank 0 writes the files first
+            barrier()
+        lines = [f"Feature cache: {type(cut.backbone).__name__} {plan.describe()}"]
+        for name, (n, batches, images) in self.feature_splits().items():
+            key = CacheKey(images, frozen, transform)
+            store = open_store(folder, name, key, n, plan.width, lambda out: fill_rows(cut, batches(), device, out))
+            self.features[name] = store.rows
+            lines.append(f"Feature cache ({name}): {store.line}")
+        if shared and rank == 0:
+            barrier()
+        return lines
 
     def query_pool(self) -> QueryPool:
         """What a query draws from: the split, the size of S and the pool's loader."""

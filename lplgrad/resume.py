@@ -43,11 +43,16 @@ FREE = (
     "query_progress",
     "figures",
     "stop",  # the last three: options of runs saved before 2026-12-02
+    "data.feature_dir",  # where the feature cache is kept, not what it holds
 )
 
 #: options added since earlier runs were saved: absent from such a run's config.yaml, their value
 #: there is the one given here (what that run used)
-ADDED = {"math.matmul_precision": "highest", "math.cudnn_tf32": True}
+ADDED = {
+    "math.matmul_precision": "highest",
+    "math.cudnn_tf32": True,
+    "data.feature_cache": False,
+}
 
 
 #: keys that moved since earlier runs were saved: such a run's config.yaml is read with the new names

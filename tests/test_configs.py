@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_TESTS = {
     "label_folder.yaml": "tests/helpers/shapes.py",  # python -m lplgrad.label (tests/test_labeling*.py)
     "label_folder_pretrained.yaml": "tests/test_pretrained.py",
+    "label_folder_pretrained_cached.yaml": "tests/test_feature_cache.py",
     "pretrained/": "tests/test_pretrained.py",
     "transfer/": "tests/test_pretrained.py",
     "pretrain/": "tests/test_pretrain.py",  # python -m lplgrad pretrain

@@ -99,6 +99,8 @@ class ActiveLearningLoop(Callback):
         if not isinstance(trainer.datamodule, ActiveDataModule):
             raise TypeError("the active-learning loop needs an lplgrad.data.ActiveDataModule as data")
         check_learner(self.strategy, pl_module)
+        if trainer.datamodule.feature_cache != bool(getattr(pl_module, "feature_cache", False)):
+            raise ConfigError("data.feature_cache and model.feature_cache must agree (the CLI links them)")
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm: ActiveDataModule = trainer.datamodule
@@ -110,6 +112,11 @@ class ActiveLearningLoop(Callback):
             f"{len(dm.split)} labeled of a pool of {dm.pool_size}, b={dm.query_size}, "
             f"S={dm.subset_size}, budget {dm.target_size}, strategy {self.strategy!r}"
         )
+        if dm.feature_cache:  # the frozen part of M once per image, before any training step
+            folder = Path(dm.feature_dir) if dm.feature_dir else self.run_dir / "features" if self.run_dir else None
+            barrier = trainer.strategy.barrier if trainer.world_size > 1 else None
+            for line in dm.cache_features(pl_module.net, pl_module.device, folder, trainer.global_rank, barrier):
+                rank_zero_info(line)
         self._round_t0 = time.monotonic()
         pl_module.start_round(self.round, self.round_start_epoch)
 

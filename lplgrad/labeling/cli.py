@@ -34,6 +34,7 @@ from lplgrad.module import ActiveLearner
 from lplgrad.runfolder import RunFolder
 
 SCAN_CACHE = "scan_cache.json"
+FEATURES = "features"  # the feature cache's folder in --out (data.feature_cache)
 
 
 class EpochLines(Callback):
@@ -71,6 +72,7 @@ class LabelCLI(BaseCLI):
         parser.link_arguments("images", "data.root")
         parser.link_arguments("out", "data.scan_cache", compute_fn=lambda out: str(Path(out) / SCAN_CACHE))
         parser.link_arguments("out", "data.audit_from")
+        parser.link_arguments("out", "data.feature_dir", compute_fn=lambda out: str(Path(out) / FEATURES))
         parser.link_arguments("labels", "data.labels")
         parser.link_arguments("classes", "data.classes")
 

@@ -7,12 +7,14 @@ Images whose path has a usable row in the CSV are the labeled set; the others ar
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from lplgrad.feature_cache import RowBatches, text_digest
 from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import drop_single_last, run_seed
 from lplgrad.datasets import Images
@@ -52,6 +54,10 @@ class LabelFolderData(PoolData):
             (:mod:`lplgrad.labeling.audit`): those images are held out of the split, neither
             trained on nor proposed, whether or not they have a label. The labeling CLI links it
             to ``--out``.
+        feature_cache: compute the frozen part of M (``trainable_stages``) once per image, then
+            train and score on those rows, without augmentation (docs/features.md; linked to
+            ``model.feature_cache``).
+        feature_dir: where the rows are kept; the labeling CLI links it to ``<out>/features``.
     """
 
     def __init__(
@@ -75,6 +81,8 @@ class LabelFolderData(PoolData):
         scan_cache: str | None = None,
         max_pixels: int | None = MAX_PIXELS,
         audit_from: str | None = None,
+        feature_cache: bool = False,
+        feature_dir: str | None = None,
     ) -> None:
         for name, v in (
             ("image_size", image_size),
@@ -87,7 +95,7 @@ class LabelFolderData(PoolData):
                 raise LabelingError(f"data.{name} must be positive, got {v}")
         if subset_size is not None and subset_size < query_size:
             raise LabelingError(f"data.subset_size ({subset_size}) is smaller than data.query_size ({query_size})")
-        super().__init__(eval_batch_size, num_workers)
+        super().__init__(eval_batch_size, num_workers, feature_cache, feature_dir)
         self.root = Path(root)
         self.labels_path = Path(labels) if labels else None
         self.image_size, self.grayscale = image_size, grayscale
@@ -190,24 +198,30 @@ class LabelFolderData(PoolData):
             1,  # the labelling app trains in one process
             self.batch_size,
             drop_single_last(n, self.batch_size),
-            lambda rows, epoch: self.loader(
-                Subset(WithoutLabels(self._train_view), rows.tolist()),
-                self.batch_size,
-                drop_last=drop_single_last(n, self.batch_size),
-            ),
+            lambda rows, epoch: self._partner_loader(rows, drop_single_last(n, self.batch_size)),
         )
         return self.pair_unlabeled(labeled, partners)
 
-    def _train_loader(self, view, indices: Tensor) -> DataLoader:
+    def _train_loader(self, view, indices: Tensor) -> DataLoader | RowBatches:
+        drop_last = drop_single_last(len(indices), self.batch_size)
+        if self.features:  # reshuffled from the global generator every epoch, as shuffle=True does
+            return self.row_batches(indices, True, self.batch_size, order="random", drop_last=drop_last)
         idx = indices.tolist()
-        return self.loader(
-            Subset(view, idx),
-            self.batch_size,
-            shuffle=True,
-            drop_last=drop_single_last(len(idx), self.batch_size),
-            persistent=True,
-        )
+        return self.loader(Subset(view, idx), self.batch_size, shuffle=True, drop_last=drop_last, persistent=True)
 
-    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader:
+    def _partner_loader(self, rows: Tensor, drop_last: bool) -> DataLoader | RowBatches:
+        """The unlabeled images at ``rows``, in that order, with -1 for every label."""
+        if self.features:
+            return self.row_batches(rows, False, self.batch_size, drop_last=drop_last)
+        return self.loader(Subset(WithoutLabels(self._train_view), rows.tolist()), self.batch_size, drop_last=drop_last)
+
+    def feature_splits(self) -> dict[str, tuple[int, Callable[[], Iterable], str]]:
+        """Every image of the folder, keyed by the folder, the image size and mode, and each image's
+        path, size and modification time."""
+        stats = [(f, *self.scan.stats.get(f, (None, None))) for f in self.files]
+        images = text_digest(str(self.root.resolve()), self.mode, self.image_size, stats)
+        return {"pool": (len(self.files), lambda: self.image_loader(torch.arange(len(self.files))), images)}
+
+    def pool_dataloader(self, indices: Tensor, images: bool = True) -> DataLoader | RowBatches:
         self.setup()
         return super().pool_dataloader(indices, images)

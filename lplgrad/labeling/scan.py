@@ -38,6 +38,7 @@ class FolderScan:
     root: Path
     files: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    stats: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, modification time in ns)
 
 
 def open_image(
@@ -115,6 +116,7 @@ def scan_folder(
                 scan.skipped.append(Skipped(rel, entry[2]))
             else:
                 scan.files.append(rel)
+                scan.stats[rel] = (entry[0], entry[1])
     scan.files.sort()
     if cache is not None and seen != known:
         atomic_write(cache, json.dumps({"key": key, "files": seen}, separators=(",", ":")))

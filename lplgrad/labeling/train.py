@@ -78,10 +78,16 @@ def train(
     strategy: QueryStrategy,
 ) -> Training:
     """Load ``resumed`` into the network, then train it on the labeled images and return
-    ``strategy``; with too few labels, train nothing and return the ``cold_start`` strategy instead."""
+    ``strategy``; with too few labels, train nothing and return the ``cold_start`` strategy instead.
+    With ``data.feature_cache``, the frozen part's rows are computed (or read) first, from the
+    network as loaded."""
     if resumed is not None:
         say(f"Resume: starting from {resumed}")
         listed(load_checkpoint(resumed, learner, dm.classes))
+    if dm.feature_cache:
+        folder = Path(dm.feature_dir) if dm.feature_dir else None
+        for line in dm.cache_features(learner.net, trainer.strategy.root_device, folder):
+            say(line)
     reason = dm.cold_start_reason()
     t0 = time.monotonic()
     if reason is not None:
@@ -93,7 +99,7 @@ def train(
     say(
         f"Training: round {round_}, {len(dm.split)} labeled images in {len(dm.classes)} classes, "
         f"{trainer.max_epochs} epochs, {'from ' + str(resumed) if resumed else 'from a fresh network'} "
-        f"(loss and accuracy on the augmented labeled images):"
+        f"(loss and accuracy on the {'cached features of the' if dm.feature_cache else 'augmented'} labeled images):"
     )
     trainer.fit(learner, datamodule=dm)
     acc = trainer.callback_metrics.get("train/acc")

@@ -176,9 +176,10 @@ def read_config(ckpt: Path) -> dict[str, Any]:
 def rebuild(model: dict[str, Any], num_classes: int, in_channels: int) -> ActiveLearner:
     """M and A as the config's ``model`` section builds them (the labeling app's own parser),
     with what only training needs switched off: pretrained weights are not loaded (the
-    checkpoint holds every weight), no compilation, no channels-last copy, no initial-weights copy."""
+    checkpoint holds every weight), no compilation, no channels-last copy, no initial-weights copy,
+    no feature cache (the network takes images; its state_dict is the same either way)."""
     model = {**model, "num_classes": num_classes, "in_channels": in_channels}
-    for key in ("compile", "channels_last", "retrain_from_scratch"):  # those the config names
+    for key in ("compile", "channels_last", "retrain_from_scratch", "feature_cache"):  # those the config names
         if key in model:
             model[key] = False
     backbone = model.get("backbone")

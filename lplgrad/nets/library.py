@@ -75,6 +75,11 @@ class LibraryNet(nn.Module):
         """The classifier (the last linear layer)."""
         return self.model.get_submodule(self.head_name)
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The stage modules, by name in this module (its forward pass looks them up by name)."""
+        return tuple(f"model.{n}" for n in self.stages)
+
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         outputs: list[Tensor] = []  # hooks held for this call only: copies of the module stay independent
         handles = [

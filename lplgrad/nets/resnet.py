@@ -72,10 +72,16 @@ class ResNet(nn.Module):
         if weights is not None:
             load_except(self, read_state_dict(weights, prefix="net."), ["linear."], weights)
         freeze_before(self, self.STAGES, trainable_stages)
+        frozen_batchnorms_to_eval(self)  # from the start, not only from the first train() call
 
     @property
     def head(self) -> nn.Linear:
         return self.linear
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The modules whose outputs are the stage features (for the feature cache, :mod:`lplgrad.nets.cut`)."""
+        return self.STAGES
 
     def train(self, mode: bool = True) -> "ResNet":
         super().train(mode)

@@ -31,6 +31,10 @@ class SmallCNN(nn.Module):
     def head(self) -> nn.Linear:
         return self.linear
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(f"stages.{i}" for i in range(len(self.stages)))
+
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         feats = []
         for stage in self.stages:

@@ -46,6 +46,9 @@ class Learner(Protocol):
     round_index: int
     #: WAAL's critic on the classifier's input (``model.adversary``), or None
     critic: nn.Module | None
+    #: the batches are cached rows of M's frozen features, not images (``data.feature_cache``):
+    #: ``net`` takes either (:class:`~lplgrad.nets.cut.FeatureCut`)
+    feature_cache: bool
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class QueryStrategy(ABC):
     #: False when :meth:`measure` reads nothing of the images but their number (the loader then
     #: yields empty rows instead of decoding them)
     needs_images: bool = True
+    #: True when the strategy reads the images themselves, not only what M computes from them
+    #: (VAAL's VAE): refused with the feature cache, whose batches are M's frozen features
+    reads_raw_images: bool = False
 
     @abstractmethod
     def measure(self, learner: Learner, x: Tensor) -> Measures:
@@ -124,7 +130,8 @@ class QueryStrategy(ABC):
 
 def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
     """Stop with one line when ``strategy`` needs A and the learner trains M alone, needs
-    dropout and M has none, or needs the critic of an adversarial training without one."""
+    dropout and M has none, reads the images while the learner runs on cached features, or
+    needs the critic of an adversarial training without one."""
     name = type(strategy).__name__
     if strategy.requires_aux and learner.loss_head is None:
         raise ConfigError(f"{name} queries with the loss-prediction model: set model.use_aux true")
@@ -132,6 +139,11 @@ def check_learner(strategy: QueryStrategy, learner: Learner) -> None:
         raise ConfigError(
             f"{name} samples M with dropout, and this backbone has none: set model.head_dropout "
             "(0.5 in the BALD papers) to put a dropout layer before its classifier"
+        )
+    if strategy.reads_raw_images and getattr(learner, "feature_cache", False):
+        raise ConfigError(
+            f"{name} reads the images themselves, and with data.feature_cache the loaders serve M's cached "
+            "frozen features instead: set data.feature_cache false, or choose a strategy that reads M's outputs"
         )
     if strategy.requires_critic and getattr(learner, "critic", None) is None:
         raise ConfigError(

@@ -21,6 +21,7 @@ from lplgrad.gradnorm import (
     per_sample_sq_norms_loop,
     supports,
 )
+from lplgrad.gradnorm.head import head_only, per_sample_sq_norms_head
 from lplgrad.losses import entropy
 from lplgrad.strategies.base import Learner, QueryStrategy
 
@@ -69,6 +70,9 @@ def auto_chunk_size(model: nn.Module, example: Tensor, budget_bytes: int, most: 
 class EntGradNorm(QueryStrategy):
     """Largest gradient norm of the output entropy first.
 
+    When M's classifier is all that trains (``trainable_stages 0``), "batched" takes the closed
+    form of :mod:`lplgrad.gradnorm.head` instead: one forward pass, no backward.
+
     chunk_size: samples per batched backward pass; None picks it from the model and free
     memory: at most ``max_memory_mb`` (None: 512 MB on a CPU, a quarter of the free memory of
     a GPU) and at most a quarter of what is free. method: "batched" (hooks, the default), or "loop" (one
@@ -104,6 +108,10 @@ class EntGradNorm(QueryStrategy):
                 warnings.warn(f"per-sample gradients fall back to the one-sample loop: {reason}")
                 self._warned = True
             method = "loop"
+        if method == "batched" and head_only(net):  # the classifier alone trains: closed form, no backward pass
+            sq = per_sample_sq_norms_head(net, x, entropy)
+            if sq is not None:
+                return sq
         if method == "batched":
             chunk = self.resolve_chunk(net, x)
             try:

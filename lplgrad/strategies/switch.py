@@ -25,6 +25,7 @@ class SwitchAt(QueryStrategy):
         self.requires_dropout = first.requires_dropout or then.requires_dropout
         self.requires_critic = first.requires_critic or then.requires_critic
         self.trains = first.trains or then.trains
+        self.reads_raw_images = first.reads_raw_images or then.reads_raw_images
 
     def fit(self, learner: Learner, data: FitData, generator: torch.Generator) -> tuple[Any, Any]:
         """Each part that trains fits its networks (the other's slot stays None)."""

@@ -56,6 +56,7 @@ class VAAL(QueryStrategy):
     """
 
     trains = True
+    reads_raw_images = True  # the VAE reads the images: no feature cache
 
     def __init__(
         self,
