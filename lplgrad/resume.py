@@ -164,7 +164,7 @@ def _free(key: str) -> bool:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (the run's value, this command's value), for the keys that matter to training or selection."""
-    a, b = {**ADDED, **{_renamed(k): v for k, v in _flat(saved).items()}}, _flat(now)
+    a, b = {**ADDED, **{_renamed(k): v for k, v in _flat(saved).items()}}, {**ADDED, **_flat(now)}
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not _free(k) and a.get(k) != b.get(k)}
 
 
