@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from lplgrad.split import epoch_permutation, mix_seed
+from lplgrad.split import epoch_shard, mix_seed
 
 
 def normalize(x_u8: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
@@ -145,11 +145,7 @@ class TensorBatches:
     def _rows(self) -> Tensor:
         if not self.train:
             return self.indices
-        rows = self.indices[epoch_permutation(len(self.indices), self.seed, self.epoch)]
-        if self.world > 1:
-            total = math.ceil(len(rows) / self.world) * self.world
-            rows = torch.cat([rows, rows[: total - len(rows)]])[self.rank :: self.world]
-        return rows
+        return epoch_shard(self.indices, self.seed, self.epoch, self.rank, self.world)
 
     def __len__(self) -> int:
         n = len(self.indices) if not self.train or self.world == 1 else math.ceil(len(self.indices) / self.world)

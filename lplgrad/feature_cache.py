@@ -29,7 +29,7 @@ from lplgrad.datasets import Images
 from lplgrad.inference import run_eval
 from lplgrad.nets.cut import FeatureCut
 from lplgrad.records import atomic_write
-from lplgrad.split import epoch_permutation
+from lplgrad.split import epoch_shard
 
 VERSION = 1
 
@@ -212,11 +212,7 @@ class RowBatches:
             return self.indices[torch.randperm(len(self.indices))]
         if self.order == "in_order":
             return self.indices
-        rows = self.indices[epoch_permutation(len(self.indices), self.seed, self.epoch)]
-        if self.world > 1:
-            total = math.ceil(len(rows) / self.world) * self.world
-            rows = torch.cat([rows, rows[: total - len(rows)]])[self.rank :: self.world]
-        return rows
+        return epoch_shard(self.indices, self.seed, self.epoch, self.rank, self.world)
 
     def __len__(self) -> int:
         n = len(self.indices) if self.order != "epoch" or self.world == 1 else math.ceil(len(self.indices) / self.world)

@@ -7,6 +7,7 @@ round and the growth of the labeled set by a query (docs/method.md, "Querying ph
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,6 +31,16 @@ def mix_seed(*values: int) -> int:
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The order in which epoch ``epoch`` visits the n labeled items: depends on (seed, epoch) only."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch, 0)))
+
+
+def epoch_shard(indices: Tensor, seed: int, epoch: int, rank: int, world: int) -> Tensor:
+    """This process's share of ``indices`` in epoch ``epoch``: shuffled by :func:`epoch_permutation`,
+    padded by wrapping to a multiple of ``world``, then ``rank::world`` (every process as many)."""
+    rows = indices[epoch_permutation(len(indices), seed, epoch)]
+    if world > 1:
+        total = math.ceil(len(rows) / world) * world
+        rows = torch.cat([rows, rows[: total - len(rows)]])[rank::world]
+    return rows
 
 
 def round_generator(seed: int, round_: int, purpose: str) -> torch.Generator:
