@@ -196,3 +196,19 @@ def test_real_tiny_sweep(tmp_path):
     assert "4 of 4 runs already finished: skipped" in p.stdout
     assert "sweep: 0 ran, 4 skipped (finished), 0 failed" in p.stdout
     assert {d: (d / "finished.json").stat().st_mtime_ns for d in out.glob("runs/*/seed*")} == stamps
+
+
+def test_the_vaal_arm_config_runs_tiny(tmp_path):
+    """configs/compare/vaal_width16.yaml layered on a dataset config: VAAL with a VAE of width 16
+    queries, and the run's config.yaml records that width and M alone."""
+    from helpers.records import rounds_of
+    from helpers.tiny import tiny_fit_args
+    from lplgrad.cli import cli_main
+
+    arm_config = str(ROOT / "configs" / "compare" / "vaal_width16.yaml")
+    cli_main(tiny_fit_args(tmp_path, "--config", arm_config, "--trainer.accelerator", "cpu"))
+    rows = rounds_of(tmp_path)
+    assert [r["labeled"] for r in rows] == [20, 35, 50] and all(len(r["queried"]) == 15 for r in rows[:-1])
+    (cfg,) = tmp_path.glob("*/version_*/config.yaml")
+    text = cfg.read_text()
+    assert "lplgrad.strategies.VAAL" in text and "width: 16" in text and "use_aux: false" in text

@@ -18,6 +18,7 @@ OTHER_TESTS = {
     "pretrained/": "tests/test_pretrained.py",
     "transfer/": "tests/test_pretrained.py",
     "pretrain/": "tests/test_pretrain.py",  # python -m lplgrad pretrain
+    "compare/": "tests/test_compare_sweep.py",  # arms of python -m lplgrad.compare
 }
 ALL_CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
 CONFIGS = [c for c in ALL_CONFIGS if not any(c == k or (k.endswith("/") and c.startswith(k)) for k in OTHER_TESTS)]
