@@ -102,15 +102,18 @@ def scan_folder(
     scan = FolderScan(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # plain strings, not a Path per file: a 100,000-image folder is listed on every round
+        where = os.path.relpath(dirpath, root)
+        prefix = "" if where == os.curdir else where.replace(os.sep, "/") + "/"
         for name in sorted(filenames):
             if name.startswith(".") or not name.lower().endswith(IMG_EXTENSIONS):
                 continue
-            full = Path(dirpath) / name
-            rel = full.relative_to(root).as_posix()
-            st = full.stat()
+            full, rel = os.path.join(dirpath, name), prefix + name
+            st = os.stat(full)
             entry = known.get(rel)
             if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
-                entry = [st.st_size, st.st_mtime_ns, _decode_problem(full, mode, size, max_pixels) if check else None]
+                problem = _decode_problem(Path(full), mode, size, max_pixels) if check else None
+                entry = [st.st_size, st.st_mtime_ns, problem]
             seen[rel] = entry
             if entry[2] is not None:
                 scan.skipped.append(Skipped(rel, entry[2]))
