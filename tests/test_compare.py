@@ -15,6 +15,7 @@ from lplgrad.compare import (
     aulc_table,
     load_runs,
     mean_std,
+    reach_table,
     run_aulc,
     run_timing,
     timing_table,
@@ -199,3 +200,34 @@ def test_collect_only_with_nothing_finished(tmp_path, capsys):
 
 
 # ---- planning and running ----------------------------------------------------------------------
+
+
+def test_labels_to_reach_an_accuracy(hand_runs, capsys):
+    """LPLgrad's mean curve is 52, 61, 73: 65% first at 30 labels (seed 0 at 30, seed 1 at 30);
+    Random's is 42, 53, 60: never (seed 1 reaches 65 at 30, seed 0 never)."""
+    rows = {r.method: r for r in reach_table(load_runs(hand_runs), 65.0)}
+    assert (rows["LPLgrad"].mean_curve, rows["LPLgrad"].by_seed) == (30, {"seed0": 30, "seed1": 30})
+    assert (rows["Random"].mean_curve, rows["Random"].by_seed, rows["Random"].largest) == (
+        None,
+        {"seed0": None, "seed1": 30},
+        30,
+    )
+    assert reach_table(load_runs(hand_runs), 61.0)[0].mean_curve == 20  # the mean reaches 61.00 at 20
+    assert [r.method for r in reach_table(load_runs(hand_runs), 50.0)] == ["LPLgrad", "Random"]  # 10, 20
+
+    assert main(["--collect-only", "--out", str(hand_runs), "--reach", "65"]) == 0
+    md = (hand_runs / "reach.md").read_text()
+    assert "| LPLgrad | 2 | 30 | seed0: 30, seed1: 30 |" in md
+    assert "| Random | 2 | > 30 | seed0: > 30, seed1: 30 |" in md
+    csv_rows = read_csv(hand_runs / "reach.csv")
+    assert [(r["method"], r["seed"], r["labels"]) for r in csv_rows] == [
+        ("LPLgrad", "mean", "30"),
+        ("LPLgrad", "seed0", "30"),
+        ("LPLgrad", "seed1", "30"),
+        ("Random", "mean", ""),
+        ("Random", "seed0", ""),
+        ("Random", "seed1", "30"),
+    ]
+    assert json.loads((hand_runs / "report.json").read_text())["reach"] == 65.0
+    assert main(["--collect-only", "--out", str(hand_runs)]) == 0  # kept from report.json
+    assert (hand_runs / "reach.md").read_text() == md

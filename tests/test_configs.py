@@ -19,6 +19,7 @@ OTHER_TESTS = {
     "transfer/": "tests/test_pretrained.py",
     "pretrain/": "tests/test_pretrain.py",  # python -m lplgrad pretrain
     "compare/": "tests/test_compare_sweep.py",  # arms of python -m lplgrad.compare
+    "ssl_study/": "tests/test_ssl_study.py",  # arms that start from a pretrained weights file
 }
 ALL_CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
 CONFIGS = [c for c in ALL_CONFIGS if not any(c == k or (k.endswith("/") and c.startswith(k)) for k in OTHER_TESTS)]

@@ -94,6 +94,33 @@ def timing_table(runs: Runs) -> dict[str, Timing]:
     return out
 
 
+def first_at_or_above(points: Iterable[tuple[int, float]], target: float) -> int | None:
+    """The smallest labeled size whose accuracy (%) is at least ``target``; None if none is."""
+    return min((size for size, acc in points if acc >= target), default=None)
+
+
+@dataclass(frozen=True)
+class Reach:
+    method: str
+    mean_curve: int | None  # the first labeled size at which the mean accuracy over the seeds is >= target
+    by_seed: dict[str, int | None]  # each seed's first labeled size at or above target
+    largest: int  # the largest labeled size recorded: "not reached" means not by this many labels
+
+
+def reach_table(runs: Runs, target: float) -> list[Reach]:
+    """Labels each method needs to reach ``target`` % test accuracy: on its mean curve over the seeds
+    (issue 26's measure) and seed by seed. Fewest first; methods that never reach it last."""
+    rows = []
+    for m, by_seed in runs.items():
+        points = [(size, stat.mean) for size, stat in curve(by_seed) if stat is not None]
+        seeds = {
+            seed: first_at_or_above(((int(r["labeled"]), 100.0 * float(r["test_acc"])) for r in rs), target)
+            for seed, rs in by_seed.items()
+        }
+        rows.append(Reach(m, first_at_or_above(points, target), seeds, max(size for size, _ in points)))
+    return sorted(rows, key=lambda r: (r.mean_curve is None, r.mean_curve or 0))
+
+
 def nearest_size(sizes: Sequence[int], target: float) -> int:
     """The recorded size closest to ``target``; a tie goes to the smaller size."""
     return min(sizes, key=lambda s: (abs(s - target), s))

@@ -38,6 +38,7 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
         focus=args.focus if args.focus is not None else saved.focus,
         title=args.title if args.title is not None else saved.title,
         timing=False if args.no_timing else saved.timing,
+        reach=args.reach if args.reach is not None else saved.reach,
     )
 
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"lplgrad.compare: note: the baseline {s.baseline!r} has no finished run: paired.md compares LPLgrad only"
         )
-    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus, left)
+    written = write_report(out, runs, s.at, s.title, s.baseline, s.timing, s.focus, left, s.reach)
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     return 1 if failed else 0

@@ -146,6 +146,14 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
         help="leave the timing table out (runs that shared a machine have times that do not compare)",
     )
     p.add_argument(
+        "--reach",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="also write reach.md: the labels each method needs to reach this test accuracy (%%), on its mean "
+        "curve and seed by seed",
+    )
+    p.add_argument(
         "--collect-only",
         action="store_true",
         help="run nothing: only write the report from OUT/runs (with OUT/report.json's settings, unless given here)",

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lplgrad.compare import tables
-from lplgrad.compare.aggregate import ablation_table, accuracy_table, aulc_table, labeled_sizes, timing_table
+from lplgrad.compare.aggregate import (
+    ablation_table,
+    accuracy_table,
+    aulc_table,
+    labeled_sizes,
+    reach_table,
+    timing_table,
+)
 from lplgrad.compare.collect import Runs, load_runs
 from lplgrad.compare.methods import ABLATION, METHODS
 from lplgrad.compare.paired import measures, paired_table
@@ -21,7 +28,7 @@ from lplgrad.compare.plot import plot_curves
 from lplgrad.records import atomic_write
 
 SETTINGS = "report.json"
-TABLES = ("table", "timing", "aulc", "paired", "ablation")  # each as .md and .csv
+TABLES = ("table", "timing", "aulc", "paired", "ablation", "reach")  # each as .md and .csv
 
 
 @dataclass
@@ -31,9 +38,13 @@ class ReportSettings:
     title: str = ""
     timing: bool = True  # false when the runs shared their machine (their times are not comparable)
     focus: str = "LPLgrad"  # compared with every other method, seed by seed
+    reach: float | None = None  # a test accuracy (%): reach.md says how many labels each method needs for it
 
     def save(self, out: Path) -> None:
-        atomic_write(out / SETTINGS, json.dumps(asdict(self), indent=2) + "\n")
+        settings = asdict(self)
+        if settings["reach"] is None:  # as written before the option existed: older reports stay byte for byte
+            del settings["reach"]
+        atomic_write(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
 
     @classmethod
     def load(cls, out: Path) -> ReportSettings | None:
@@ -71,6 +82,10 @@ def report_files(runs: Runs, s: ReportSettings, missing: Sequence[str] = ()) -> 
         timing = timing_table(runs)
         files["timing.md"] = heading("Training and query time") + tables.timing_md(timing, seeds)
         files["timing.csv"] = tables.timing_csv(timing, seeds)
+    if s.reach is not None:
+        reach = reach_table(runs, s.reach)
+        files["reach.md"] = heading(f"Labels to reach {s.reach:g}%") + tables.reach_md(reach, s.reach)
+        files["reach.csv"] = tables.reach_csv(reach, s.reach)
     ab = ablation_table(runs, METHODS[0].name, ABLATION.name)
     if ab is not None:
         files["ablation.md"] = heading("Ablation: with and without A") + tables.ablation_md(
@@ -90,15 +105,16 @@ def write_report(
     timing: bool = True,
     focus: str = "LPLgrad",
     missing: Sequence[str] = (),
+    reach: float | None = None,
 ) -> list[Path]:
     """Every report file (tables as .md and .csv, ``curves.png``, ``report.json``) from the
     finished runs under ``OUT/runs`` (or ``runs``); a table that no longer applies (the ablation
-    without both variants, timings turned off) is removed. Returns the paths written."""
+    without both variants, timings turned off, no ``reach`` target) is removed. Returns the paths written."""
     out = Path(out)
     runs = load_runs(out) if runs is None else runs
     if not runs:
         raise ValueError(f"no finished runs under {out / 'runs'}")
-    settings = ReportSettings(list(at or []), baseline, title, timing, focus)
+    settings = ReportSettings(list(at or []), baseline, title, timing, focus, reach)
     files = report_files(runs, settings, missing)
     for name in TABLES:
         for ext in (".md", ".csv"):

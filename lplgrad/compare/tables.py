@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 
-from lplgrad.compare.aggregate import Ablation, AulcRow, Timing
+from lplgrad.compare.aggregate import Ablation, AulcRow, Reach, Timing
 from lplgrad.compare.paired import Paired
 from lplgrad.compare.stats import Stat
 
@@ -179,3 +179,35 @@ def paired_csv(rows: list[tuple[str, str, list[Paired | None]]], columns: list[s
                     ]
                 )
     return csv_text(header, body)
+
+
+# ---- labels needed to reach a test accuracy --------------------------------------------------
+def _labels(n: int | None, largest: int) -> str:
+    return f"> {largest:,}" if n is None else f"{n:,}"
+
+
+def reach_md(rows: list[Reach], target: float) -> str:
+    head = (
+        f"Labels needed to reach {target:g}% test accuracy: the first labeled-set size at which the mean "
+        f"accuracy over the seeds is {target:g}% or more, and each seed's own first size (`> N`: not "
+        "reached by the largest size recorded).\n\n"
+    )
+    body = [
+        [
+            r.method,
+            len(r.by_seed),
+            _labels(r.mean_curve, r.largest),
+            ", ".join(f"{s}: {_labels(n, r.largest)}" for s, n in r.by_seed.items()),
+        ]
+        for r in rows
+    ]
+    return head + markdown(["method", "seeds", "labels (mean curve)", "labels by seed"], body, align_first=1)
+
+
+def reach_csv(rows: list[Reach], target: float) -> str:
+    """One row per method and seed (seed ``mean`` for the mean curve); ``labels`` empty when not reached."""
+    body = []
+    for r in rows:
+        body.append([r.method, "mean", target, "" if r.mean_curve is None else r.mean_curve, r.largest])
+        body += [[r.method, s, target, "" if n is None else n, r.largest] for s, n in r.by_seed.items()]
+    return csv_text(["method", "seed", "target", "labels", "largest_labeled"], body)
