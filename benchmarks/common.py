@@ -11,7 +11,7 @@ import platform
 import time
 
 import torch
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, Trainer
 
 from lplgrad.allocator import keep_freed_memory, user_chose_allocator
 
@@ -55,6 +55,21 @@ def malloc_setting(mode: str = "lplgrad") -> str:
     if keep_freed_memory():
         return "lplgrad (freed memory kept for reuse)"
     return "lplgrad (not applied: " + ("the user's choice)" if user_chose_allocator() else "no glibc)")
+
+
+def one_epoch_trainer(accelerator: str) -> Trainer:
+    """A Trainer for one epoch on one device with nothing around the steps: no logger, checkpoint,
+    progress bar, model summary or sanity check (what the step benchmarks time)."""
+    return Trainer(
+        max_epochs=1,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
 
 
 class EpochClock(Callback):

@@ -30,16 +30,15 @@ import time
 import warnings
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import add_malloc_option, describe, malloc_setting
+from benchmarks.common import add_malloc_option, describe, malloc_setting, one_epoch_trainer
+from lplgrad.datasets import FashionMNIST
 from lplgrad.nets import ResNet18
 from lplgrad.pretrain.module import Pretrainer
 from lplgrad.pretrain.views import two_views
-
-MEAN, STD = (0.2860,), (0.3530,)  # Fashion-MNIST's, as configs/fashion_mnist.yaml's dataset gives them
 
 
 class Supervised(LightningModule):
@@ -59,16 +58,7 @@ class Supervised(LightningModule):
 
 def fit(module: LightningModule, loader: DataLoader) -> float:
     """Seconds of ``Trainer.fit`` for one epoch of ``loader`` (the Trainer built outside the clock)."""
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = one_epoch_trainer("cpu")
     t = time.perf_counter()
     trainer.fit(module, loader)
     return time.perf_counter() - t
@@ -76,15 +66,13 @@ def fit(module: LightningModule, loader: DataLoader) -> float:
 
 def fashion_images(n: int) -> list:
     """The first ``n`` Fashion-MNIST training images as PIL images (data/fashion_mnist)."""
-    from lplgrad.datasets import FashionMNIST
-
     split = FashionMNIST(root="data/fashion_mnist", download=False).load(train=True)
     return [split.image(i) for i in range(n)]
 
 
 def make_views(images: list, method: str) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(view 0s, view 1s) of ``images`` (N, 1, 28, 28) each, and the seconds it took."""
-    views = two_views(method, 28, MEAN, STD)
+    views = two_views(method, FashionMNIST.image_size, FashionMNIST.mean, FashionMNIST.std)
     t = time.perf_counter()
     pairs = [views(im) for im in images]
     seconds = time.perf_counter() - t

@@ -13,12 +13,11 @@ import time
 import warnings
 
 import torch
-from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lplgrad.module import ActiveLearner
 from lplgrad.nets import ResNet18
-from benchmarks.common import add_malloc_option, describe, malloc_setting
+from benchmarks.common import add_malloc_option, describe, malloc_setting, one_epoch_trainer
 
 
 def make(width: int, channels: int) -> ActiveLearner:
@@ -45,17 +44,7 @@ def plain_loop(model: ActiveLearner, loader: DataLoader, device: torch.device) -
 
 
 def lightning_fit(model: ActiveLearner, loader: DataLoader, device: torch.device) -> None:
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator=device.type,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(model, loader)
+    one_epoch_trainer(device.type).fit(model, loader)
     if device.type == "cuda":
         torch.cuda.synchronize()
 

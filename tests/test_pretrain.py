@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.fashion import require_fashion_mnist
 from helpers.shapes import TINY_LABEL, make_shapes
 from helpers.tiny import tiny_fit_args
 from helpers.unlabelled import LabelsRead, Untouchable
@@ -231,8 +232,7 @@ def config_args(config: str, logs: Path, *extra: str) -> list[str]:
 
 
 def test_fashion_mnist_config_runs_tiny(tmp_path, capsys):
-    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST is not installed (bash scripts/setup.sh)")
+    require_fashion_mnist()
     cli_main(config_args("pretrain/fashion_mnist_simclr.yaml", tmp_path))
     assert "on FashionMNIST's 60,000 training images" in capsys.readouterr().out
     weights = torch.load(tmp_path / "pretrain_fashion_mnist" / "simclr" / "backbone.pt", weights_only=True)

@@ -10,6 +10,7 @@ import torch
 
 from lplgrad.cli import cli_main
 from helpers import synthetic
+from helpers.fashion import require_fashion_mnist
 from lplgrad.label import cli_main as label_main
 from lplgrad.records import read_rounds
 from helpers.shapes import make_shapes, write_labels
@@ -38,15 +39,10 @@ ARMS = [
 ]
 
 
-def fashion_mnist_available() -> bool:
-    return Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
-
-
 @pytest.fixture(scope="module")
 def pretrained_ckpt(tmp_path_factory) -> Path:
     """configs/transfer/pretrain.yaml, tiny: 60 images of classes 0-4, one epoch."""
-    if not fashion_mnist_available():
-        pytest.skip("Fashion-MNIST is not installed (bash scripts/setup.sh)")
+    require_fashion_mnist()
     logs = tmp_path_factory.mktemp("pretrain")
     cli_main(
         [

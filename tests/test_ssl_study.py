@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.fashion import require_fashion_mnist
 from helpers.records import rounds_of, the_run
 from lplgrad.cli import cli_main
 from lplgrad.nets import ResNet18
@@ -38,8 +39,7 @@ STRATEGY = {
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A backbone file as `python -m lplgrad pretrain` writes it (the net's state_dict), width 4."""
-    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST is not installed (bash scripts/setup.sh)")
+    require_fashion_mnist()
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("ssl") / "backbone.pt"
     torch.save(ResNet18(10, 1, 4).state_dict(), path)
