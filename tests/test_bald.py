@@ -74,6 +74,22 @@ def test_the_dropout_layer_is_an_option_and_adds_no_weights():
     assert not torch.equal(plain.net(x)[0], dropped.net(x)[0])  # training: dropout is on
 
 
+def test_m_evaluated_alone_has_no_dropout_while_the_learner_trains():
+    """The test evaluation runs ``run_eval(learner.net, ...)`` at a round's end, with the learner
+    still in train mode: the dropout before the classifier must follow M's mode, not the learner's
+    (until 2026-12-03 it followed the learner's, and dropped at test time)."""
+    from lplgrad.inference import run_eval
+
+    plain, dropped = learner(0.0).train(), learner(0.5).train()
+    x = torch.randn(8, 1, 16, 16)
+
+    def logits(m):
+        return run_eval(m.net, [(x, None)], torch.device("cpu"), lambda b, _: m.net(b)[0])[0]
+
+    assert torch.equal(logits(dropped), logits(plain)) and torch.equal(logits(dropped), logits(dropped))
+    assert dropped.training and dropped.head_dropout.training  # the learner was left as it was
+
+
 def test_head_only_passes_equal_the_full_passes():
     m = learner(0.5)
     x = torch.randn(5, 1, 16, 16)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lplgrad.split import mix_seed
@@ -23,10 +24,13 @@ from lplgrad.split import mix_seed
 
 class HeadDropout(nn.Dropout):
     """An ``nn.Dropout`` applied to the input of ``net.head`` by a forward pre-hook: no weights,
-    so the checkpoint's keys stay those of the backbone. It follows its owner's train/eval mode."""
+    so the checkpoint's keys stay those of the backbone. It drops only while the classifier
+    itself is in train mode: M in eval mode (``run_eval(net, ...)``: the test evaluation, the
+    figures, the stop signal, the labelling app's classes) has no dropout, whatever the mode of
+    the learner the layer is registered in."""
 
     def __call__(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        return (self.forward(inputs[0]), *inputs[1:])
+        return (F.dropout(inputs[0], self.p, module.training, self.inplace), *inputs[1:])
 
 
 def attach_head_dropout(net: nn.Module, p: float) -> HeadDropout:
