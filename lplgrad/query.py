@@ -5,11 +5,14 @@ every process measure its ``rank::world`` shard (:func:`measure`), gathers the (
 pairs (:func:`gather_padded`) and turns them into scores and a selection identically on every
 process (:func:`score_and_select`). Strategies say what they need with flags: ``uses_labeled``
 (the labeled set is measured too) and ``needs_images`` (False: the loader yields no pixels).
+With ``keep_logits`` it also returns the logits M computed while the candidates were measured
+(:mod:`lplgrad.logits_tap`), for the labelling apps' predicted classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lplgrad.inference import run_eval
+from lplgrad.logits_tap import LogitsTap
 from lplgrad.split import Split
 from lplgrad.strategies.base import FitData, Learner, Measures, QueryStrategy, ScoreContext, select_top
 
@@ -42,6 +46,9 @@ class QueryResult:
     selected: Tensor  # (k,) pool indices, best first
     candidates: Tensor  # (N,) the scored pool indices, ascending
     scores: Tensor  # (N,) their scores (higher = label first)
+    #: (N, classes) M's logits of the candidates, in ``candidates``' order, when the query was asked
+    #: to keep them and the strategy ran M once per candidate without dropout; else None
+    logits: Tensor | None = None
 
 
 def map_measures(fn: Callable[[Tensor], Tensor], measures: Measures) -> Measures:
@@ -100,11 +107,16 @@ def measure(
     loader: DataLoader,
     device: torch.device,
     on_batch: Callable[[int], None] | None = None,
+    tap: LogitsTap | None = None,
 ) -> Measures:
-    """``strategy.measure`` over a loader, ``learner`` in eval mode. -> (n, ...), or a tuple of such"""
-    out = run_eval(
-        learner, loader, device, lambda x, _: map_measures(Tensor.detach, strategy.measure(learner, x)), on_batch
-    )
+    """``strategy.measure`` over a loader, ``learner`` in eval mode (``tap``: keeping M's logits
+    of each batch). -> (n, ...), or a tuple of such"""
+
+    def step(x: Tensor, _) -> Measures:
+        with tap.batch(len(x)) if tap is not None else nullcontext():
+            return map_measures(Tensor.detach, strategy.measure(learner, x))
+
+    out = run_eval(learner, loader, device, step, on_batch)
     return concat_measures(out) if out else torch.zeros(0, device=device)
 
 
@@ -146,11 +158,13 @@ def _measure_shard(
     where: Placement,
     progress: QueryProgress,
     what: str,
+    tap: LogitsTap | None = None,
 ) -> tuple[Tensor, Measures]:
     mine = shard(indices, where.rank, where.world)
     probe = mine if len(mine) else indices[:1]  # an empty shard still sends the right shape
     progress.start(len(probe), what)
-    meas = measure(learner, strategy, loader_for(probe, strategy.needs_images), where.device, progress.advance)
+    loader = loader_for(probe, strategy.needs_images)
+    meas = measure(learner, strategy, loader, where.device, progress.advance, tap)
     progress.end()
     return gather_padded(mine, map_measures(lambda m: m[: len(mine)], meas), where.world, where.all_gather)
 
@@ -180,20 +194,27 @@ def query(
     where: Placement | None = None,
     progress: QueryProgress | None = None,
     train_steps: int = 0,
+    keep_logits: bool = False,
 ) -> QueryResult:
     """Score round ``round_``'s candidates (S, or the whole pool) and select the ``k`` best. The
     same on every process; ``where`` says which shard of the measuring this one does.
-    ``train_steps``: M's training steps this round (what a strategy that ``trains`` matches)."""
+    ``train_steps``: M's training steps this round (what a strategy that ``trains`` matches).
+    ``keep_logits``: return M's logits of the candidates too, where they can be kept: in one
+    process, from a strategy that does not sample M with dropout (see :class:`QueryResult`)."""
     where = where or Placement()
     progress = progress or QueryProgress()
     split = pool.split
     if strategy.trains:
         fit_strategy(learner, strategy, pool, round_, where, train_steps)
     cand = split.candidates(round_, pool.subset_size)
-    cand_idx, cand_meas = _measure_shard(learner, strategy, cand, pool.loader_for, where, progress, "candidates")
+    tap = LogitsTap(learner.net) if keep_logits and where.world == 1 and not strategy.requires_dropout else None
+    cand_idx, cand_meas = _measure_shard(learner, strategy, cand, pool.loader_for, where, progress, "candidates", tap)
+    logits = tap.logits(len(cand)) if tap is not None else None
+    if logits is not None:
+        logits = logits[torch.argsort(cand)]  # in cand_idx's order: gather_padded sorts by index
     lab_meas = None
     if strategy.uses_labeled and len(split):
         _, lab_meas = _measure_shard(learner, strategy, split.labeled, pool.loader_for, where, progress, "labeled")
     ctx = ScoreContext(round_, len(split), k, split.generator(round_, "strategy"), lab_meas)
     selected, scores = score_and_select(strategy, cand_idx, cand_meas, ctx)
-    return QueryResult(selected, cand_idx, scores)
+    return QueryResult(selected, cand_idx, scores, logits)

@@ -19,7 +19,7 @@ from lplgrad.labeling.label_studio import check_outside, import_export, local_fi
 from lplgrad.labeling.labels import check_labels_file, parse_classes, read_rows
 from lplgrad.labeling.live import LiveProject, connect
 from lplgrad.labeling.outputs import LabelRound, config_text, round_tasks, write_round
-from lplgrad.labeling.propose import Proposal, predict, propose
+from lplgrad.labeling.propose import Proposal, propose
 from lplgrad.labeling.report import say
 from lplgrad.labeling.served import LOCAL_FILES, check_served
 from lplgrad.labeling.snapshot import snapshot_labels
@@ -114,9 +114,8 @@ def propose_step(
     t0 = time.monotonic()
     learner.to(device)
     if len(dm.split.unlabeled()):
-        proposal = propose(learner, dm, training.strategy, dm.query_size, round_, device, training.steps)
-        if training.mode is TrainingMode.TRAINED:
-            predict(learner, dm, proposal, device)
+        trained = training.mode is TrainingMode.TRAINED
+        proposal = propose(learner, dm, training.strategy, dm.query_size, round_, device, training.steps, trained)
     else:
         proposal = Proposal(dm.split.unlabeled()[:0], dm.split.unlabeled()[:0].float(), 0)
         say("Every image is labeled: nothing left to propose.")

@@ -24,6 +24,7 @@ from pathlib import Path
 from lplgrad.estimate import Interval
 from lplgrad.labeling.checkpoint import CHECKPOINT, save_checkpoint
 from lplgrad.labeling.outputs import config_text
+from lplgrad.labeling.propose import propose
 from lplgrad.labeling.stop import StopResult
 from lplgrad.labeling.train import TrainingMode, train
 from lplgrad.labeling.trained import CONFIG
@@ -32,7 +33,7 @@ from lplgrad.serve.cleanup import delete_single, delete_whole, older_predictions
 from lplgrad.serve.config import LabelConfig, make_cli, training_args
 from lplgrad.serve.images import ImageCache
 from lplgrad.serve.project import label_config, post_predictions, project_tasks, task_labels
-from lplgrad.serve.scoring import rank_scores, score_and_classify
+from lplgrad.serve.scoring import rank_scores
 from lplgrad.labeling.audit import AuditOptions
 from lplgrad.serve.signals import audit_estimate, draw_audit, hold_out_audit, stop_signal
 from lplgrad.serve.state import StateFile, version_name
@@ -77,9 +78,8 @@ def score_open(out: Scored, learner, dm, training, version: int, device, task_of
     ``out.scores`` (:mod:`~lplgrad.serve.scoring`)."""
     unlabeled = dm.split.unlabeled()
     if len(unlabeled):
-        proposal = score_and_classify(
-            learner, dm, training.strategy, len(unlabeled), version, device, training.steps, out.trained
-        )
+        k = len(unlabeled)
+        proposal = propose(learner, dm, training.strategy, k, version, device, training.steps, classify=out.trained)
         order = [task_of[dm.files[i]] for i in proposal.indices.tolist()]
         out.scores = rank_scores(order, proposal.predicted or [None] * len(order))
 
