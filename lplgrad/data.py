@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lplgrad.augment import TensorBatches
 from lplgrad.budget import Budget
-from lplgrad.datasets import ImageDataset, Transformed
-from lplgrad.errors import ConfigError, DataError
+from lplgrad.datasets import ImageDataset, Transformed, check_labels
+from lplgrad.errors import ConfigError
 from lplgrad.feature_cache import RowBatches, dataset_identity
-from lplgrad.loader_kind import LoaderKind, choose_kind
+from lplgrad.loader_kind import LoaderKind, place_arrays
 from lplgrad.pool_data import PoolData, UnlabeledPartners, WithoutLabels
 from lplgrad.sampling import EpochShuffle, drop_single_last, run_seed
 from lplgrad.split import Split
@@ -120,23 +120,16 @@ class ActiveDataModule(PoolData):
                 test = Subset(test, torch.randperm(len(test), generator=g)[: self.test_size].sort().values.tolist())
             self._test_view = test
             self._test_rows = torch.as_tensor(test.indices) if isinstance(test, Subset) else torch.arange(len(test))
-            self._check_labels()
+            for name, ds in (("train", self.pool), ("test", self.test_set)):
+                check_labels(ds, self.num_classes, f"the {name} split of {type(self.dataset).__name__}")
             self._check_sizes()
-            self.arrays = self._place_arrays()
+            self.kind, self.arrays = place_arrays(
+                self.in_memory, self.on_device, self.dataset, self.pool, self.test_set, self.device(), self.num_workers
+            )
         if self.split is None:
             self.split = Split.random_initial(self.pool_size, self.initial_size, run_seed(self.seed))
             if self._restored is not None:
                 self.split.load_state_dict(self._restored)
-
-    def _check_labels(self) -> None:
-        for name, ds in (("train", self.pool), ("test", self.test_set)):
-            if len(ds) == 0:
-                raise DataError(f"the {name} split of {type(self.dataset).__name__} is empty")
-            if int(ds.targets.max()) >= self.num_classes or int(ds.targets.min()) < 0:
-                raise DataError(
-                    f"the {name} split has labels from {int(ds.targets.min())} to {int(ds.targets.max())} "
-                    f"but num_classes is {self.num_classes}"
-                )
 
     def _check_sizes(self) -> None:
         """Sizes that need the pool: refused, except S larger than the pool (scored whole, with a warning)."""
@@ -146,25 +139,6 @@ class ActiveDataModule(PoolData):
                 f"data.subset_size ({self.subset_size}) is larger than the unlabeled pool "
                 f"({pool - self.initial_size}): every round scores the whole unlabeled pool"
             )
-
-    def _place_arrays(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Choose the loader kind (:mod:`lplgrad.loader_kind`), and return the pool and test images
-        as uint8 tensors where the tensor path reads them (None on the PIL path)."""
-        pool, test = self.pool.array, self.test_set.array
-        has_arrays = pool is not None and test is not None and not self.dataset.resize
-        device = self.device()
-        self.kind = choose_kind(
-            self.in_memory,
-            self.on_device,
-            has_arrays,
-            type(self.dataset).__name__,
-            device.type,
-            self.num_workers,
-            lambda: 4 * (pool.nbytes + test.nbytes) <= torch.cuda.mem_get_info(device)[0],
-        )
-        if not self.kind.in_memory:
-            return None
-        return (pool, test) if device.type == "cpu" else (pool.to(device), test.to(device))
 
     @property
     def draws(self) -> str:

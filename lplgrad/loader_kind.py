@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+import torch
+from torch import Tensor
+
 from lplgrad.errors import ConfigError
 
 
@@ -64,3 +67,26 @@ def choose_kind(
     if device_type == "cpu":
         return LoaderKind.PIL if in_memory is None and num_workers > 0 else LoaderKind.TENSOR_CPU
     return LoaderKind.PIL if in_memory is None and not fits() else LoaderKind.TENSOR
+
+
+def place_arrays(
+    in_memory: bool | None, on_device: bool, dataset, pool, test, device: torch.device, num_workers: int
+) -> tuple[LoaderKind, tuple[Tensor, Tensor] | None]:
+    """The loader kind of an experiment (:func:`choose_kind`), and its pool and test images as
+    uint8 tensors where the tensor path reads them: on the CPU as loaded, on a GPU moved to it
+    (None on the PIL path). ``dataset``: the :class:`~lplgrad.datasets.ImageDataset`;
+    ``pool``, ``test``: its loaded splits (their ``array``, or None when read image by image)."""
+    p, t = pool.array, test.array
+    has_arrays = p is not None and t is not None and not dataset.resize
+    kind = choose_kind(
+        in_memory,
+        on_device,
+        has_arrays,
+        type(dataset).__name__,
+        device.type,
+        num_workers,
+        lambda: 4 * (p.nbytes + t.nbytes) <= torch.cuda.mem_get_info(device)[0],
+    )
+    if not kind.in_memory:
+        return kind, None
+    return kind, ((p, t) if device.type == "cpu" else (p.to(device), t.to(device)))

@@ -123,3 +123,17 @@ def test_finished_run_is_not_overwritten_without_the_flag(tmp_path, capsys):
     cli_main(args + ["--overwrite", "true", "--seed_everything", "5"])
     assert rounds.read_bytes() != before[0]
     assert len(list(rounds.parent.glob("events.out.tfevents.*"))) == 1  # the old run's events are gone too
+
+
+def test_check_labels_names_the_split_and_the_range():
+    from lplgrad.datasets import Images, check_labels
+    from lplgrad.errors import DataError
+
+    def split(targets):
+        return Images(lambda i: Image.new("L", (4, 4)), torch.tensor(targets, dtype=torch.long), "L")
+
+    check_labels(split([0, 2, 1]), 3, "the train split of X")  # in range: silent
+    with pytest.raises(DataError, match="the test split of X has labels from -1 to 2 but num_classes is 3"):
+        check_labels(split([-1, 2]), 3, "the test split of X")
+    with pytest.raises(DataError, match="the train split of X is empty"):
+        check_labels(split([]), 3, "the train split of X")

@@ -1,6 +1,6 @@
 """Datasets: each a class chosen in the config with ``class_path``."""
 
-from lplgrad.datasets.base import ImageDataset, Images, Placeholders, Transformed
+from lplgrad.datasets.base import ImageDataset, Images, Placeholders, Transformed, check_labels
 from lplgrad.errors import DatasetNotFoundError
 from lplgrad.datasets.digits import Digits
 from lplgrad.datasets.fashion_mnist import FashionMNIST
@@ -20,4 +20,5 @@ __all__ = [
     "Images",
     "Placeholders",
     "Transformed",
+    "check_labels",
 ]

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from lplgrad.errors import DataError
 from lplgrad.transforms import eval_transform, train_transform
 
 
@@ -139,3 +141,13 @@ def check_pixels(img: Image.Image, max_pixels: int | None) -> None:
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
         raise ValueError(f"{w}x{h} pixels, more than data.max_pixels ({max_pixels:,}): not decoded")
+
+
+def check_labels(split: Images, num_classes: int, what: str) -> None:
+    """Stop with one line when a loaded split is empty or has a label outside 0..num_classes-1
+    (``what`` names it: "the train split of FashionMNIST")."""
+    if len(split) == 0:
+        raise DataError(f"{what} is empty")
+    low, high = int(split.targets.min()), int(split.targets.max())
+    if high >= num_classes or low < 0:
+        raise DataError(f"{what} has labels from {low} to {high} but num_classes is {num_classes}")
