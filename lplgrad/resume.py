@@ -95,7 +95,9 @@ def check_checkpoint(path: str | Path) -> set[str]:
     if not path.is_file():
         raise ResumeError(f"--ckpt_path {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # as LightningCLI reads it
+        # mapped, not read: the check needs the pickled structure, and Lightning reads the tensors
+        # (torch.load checks no checksum, so a full read would find no more damage)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001 - whatever torch.load says, the file cannot be resumed from
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ResumeError(f"--ckpt_path {path} cannot be read (truncated or corrupt?): {first}") from None

@@ -127,7 +127,9 @@ def check_pretraining_checkpoint(path: str, method: str) -> None:
     if not Path(path).is_file():
         raise ResumeError(f"--ckpt_path {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # mapped, not read: the check needs the pickled structure, and Lightning reads the tensors
+        # (torch.load checks no checksum, so a full read would find no more damage)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001 - whatever torch.load says, the file cannot be resumed from
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ResumeError(f"--ckpt_path {path} cannot be read (truncated or corrupt?): {first}") from None
