@@ -177,6 +177,30 @@ def one_line_error(capsys, args: list[str], prog: str = "lplgrad pretrain", code
     return lines[0]
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_resumed_pretraining_equals_an_uninterrupted_one(tmp_path, monkeypatch, workers):
+    """The checkpoint carries the random state the next epoch starts from (the shuffle, and the
+    views: drawn in the training process, or by workers seeded from it every epoch), so a run
+    stopped after epoch 1 and resumed writes the same backbone as one that ran through."""
+
+    def backbone(logs, *extra):
+        cli_main(digits_args(logs, "--data.num_workers", str(workers), *extra, epochs=2))
+        return torch.load(logs / "digits" / "ssl" / "backbone.pt", weights_only=True)
+
+    def crash(self):
+        if self.current_epoch == 1:
+            raise KeyError("the machine went down")
+
+    through = backbone(tmp_path / "through")
+    with monkeypatch.context() as m:
+        m.setattr(Pretrainer, "on_train_epoch_start", crash)
+        with pytest.raises(KeyError):
+            backbone(tmp_path / "stopped")
+    resumed = backbone(tmp_path / "stopped", "--ckpt_path", "last")
+    assert through.keys() == resumed.keys()
+    assert all(torch.equal(through[k], resumed[k]) for k in through)
+
+
 @pytest.mark.parametrize(
     "extra, expected",
     [

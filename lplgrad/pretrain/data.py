@@ -154,7 +154,10 @@ class PretrainData(LightningDataModule):
             shuffle=True,
             drop_last=True,  # NT-Xent and BatchNorm want full batches; the shuffle changes who waits
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # fresh workers every epoch, seeded from the training process's random state at the
+            # epoch's start: the views of an epoch then depend on that state alone, which the
+            # checkpoint carries (a resumed run draws the same views)
+            persistent_workers=False,
         )
 
 

@@ -35,6 +35,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lplgrad.callbacks.process_state import every_rank, rng_state, set_rng_state, this_rank
 from lplgrad.nets.classifier_input import classifier_inputs
 from lplgrad.errors import ConfigError, TrainingDivergedError
 from lplgrad.nets.library import TorchvisionNet
@@ -170,6 +171,16 @@ class Pretrainer(LightningModule):
                 f"the pretraining loss became {float(self._loss_sum)} in epoch {self.current_epoch}: lower model.lr "
                 "(or raise model.temperature); checkpoints/last.ckpt holds the last good epoch"
             )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Saved at an epoch's end with the random state the next epoch starts from (every
+        process's), so that a resumed run shuffles and draws its views as an uninterrupted one."""
+        checkpoint["rng_ranks"] = every_rank(rng_state())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        mine = this_rank(checkpoint["rng_ranks"]) if "rng_ranks" in checkpoint else None
+        if mine is not None:  # checkpoints of before 2026-12-03 carry none: the resume is not exact
+            set_rng_state(mine)
 
     def configure_optimizers(self) -> dict:
         epochs = self.trainer.max_epochs
